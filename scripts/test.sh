@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command (README, CI): set-up (idempotent), lint, then the whole pytest suite.
+# Extra arguments go to pytest, e.g.  bash scripts/test.sh -k tracker
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup.sh
+# shellcheck disable=SC1091
+. scripts/env.sh
+echo "[test] ruff (pycodestyle, pyflakes, pep257 docstrings, imports)"
+ruff check .
+echo "[test] pytest"
+python -m pytest "$@"

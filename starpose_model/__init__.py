@@ -1,0 +1,1 @@
+"""STAR-Pose network in pure PyTorch (no ROS)."""

@@ -1,0 +1,1 @@
+"""Training, evaluation and data tools (installed as ``starpose_training``)."""
