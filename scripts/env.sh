@@ -1,5 +1,7 @@
 # Source me: activates the StarPose venv and the colcon install (starpose_msgs, starpose_ros).
 # shellcheck shell=bash
+# colcon's setup scripts read unset variables: relax `set -u` while sourcing them.
+case $- in *u*) _STARPOSE_NOUNSET=1; set +u ;; *) _STARPOSE_NOUNSET= ;; esac
 _STARPOSE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
 . "${STARPOSE_VENV:-$_STARPOSE_ROOT/.venv}/bin/activate"
@@ -12,3 +14,5 @@ export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 # Keep discovery on this machine unless the user chose otherwise (multi-machine: set SUBNET).
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 unset _STARPOSE_ROOT
+[ -n "$_STARPOSE_NOUNSET" ] && set -u
+unset _STARPOSE_NOUNSET
