@@ -1,0 +1,184 @@
+"""ONNX export of the inference graph (`StarPoseInference`) and its check against PyTorch with ONNX Runtime.
+
+The file is self-contained (weights embedded, no external-data side file), has a dynamic batch
+axis, opset 17 or 18 (both parse in TensorRT 10), and carries the model facts a runtime needs
+in `metadata_props` (`starpose.window`, `starpose.lr_height`, `starpose.lr_width`,
+`starpose.keypoint_layout`, `starpose.target_frame`, `starpose.config`, `starpose.pose_only`).
+
+    starpose-export --checkpoint model.pt --output model.onnx --check
+    starpose-export --config tiny --output tiny.onnx      # random weights, for tests of other parts
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from starpose_model.checkpoint import CheckpointError, load_inference_model
+from starpose_model.heatmaps import HEATMAP_STRIDE, decode_argmax
+from starpose_model.inference import INPUT_NAMES, OUTPUT_NAMES, StarPoseInference
+
+DEFAULT_OPSET = 18
+SUPPORTED_OPSETS = (17, 18)
+RELATIVE_TOLERANCE = 1e-4
+METADATA_PREFIX = 'starpose.'
+
+
+class ExportCheckError(AssertionError):
+    """ONNX Runtime's outputs differ from PyTorch's beyond the tolerance."""
+
+
+def model_metadata(model: StarPoseInference) -> dict[str, str]:
+    """The `metadata_props` written into the ONNX file (all values are strings)."""
+    config = model.config
+    return {
+        'starpose.window': str(config.window),
+        'starpose.lr_height': str(config.lr_size[0]),
+        'starpose.lr_width': str(config.lr_size[1]),
+        'starpose.keypoint_layout': config.keypoint_layout,
+        'starpose.target_frame': config.target_frame,
+        'starpose.config': json.dumps(config.to_dict(), sort_keys=True),
+        'starpose.pose_only': str(model.pose_only).lower(),
+    }
+
+
+def read_metadata(onnx_path) -> dict[str, str]:
+    """The `starpose.*` metadata of an exported file (without loading its weights)."""
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props if p.key.startswith(METADATA_PREFIX)}
+
+
+def example_input(model: StarPoseInference, batch: int, seed: int = 0) -> torch.Tensor:
+    """Random uint8 `lr_frames` of the shape `model` expects."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, model.window, *model.lr_size, 3)
+    return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+
+
+def export_onnx(model: StarPoseInference, output, opset: int = DEFAULT_OPSET) -> Path:
+    """Export `model` (put in eval mode, on CPU) to one self-contained ONNX file; returns its path."""
+    if opset not in SUPPORTED_OPSETS:
+        raise ValueError(f'opset {opset} not supported; choose one of {SUPPORTED_OPSETS} (TensorRT 10 parses both)')
+    model = model.cpu().eval()
+    batch = torch.export.Dim('batch', min=1, max=4096)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            model, (example_input(model, batch=2),), input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES), opset_version=opset, dynamo=True,
+            dynamic_shapes={'lr_frames': {0: batch}},
+        )
+    proto = program.model_proto
+    for key, value in model_metadata(model).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(output), save_as_external_data=False)
+    onnx.checker.check_model(str(output))
+    return output
+
+
+def _relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Max-norm relative error: max |actual - expected| / max |expected|."""
+    scale = max(float(np.abs(expected).max()), 1e-12)
+    return float(np.abs(actual.astype(np.float64) - expected.astype(np.float64)).max()) / scale
+
+
+def check_onnx(model: StarPoseInference, onnx_path, batch_sizes=(1, 7), tolerance: float = RELATIVE_TOLERANCE,
+               seed: int = 0) -> list[dict]:
+    """Run the ONNX file with ONNX Runtime (CPU) against `model` in PyTorch; raise ExportCheckError on mismatch.
+
+    Per batch size: `heatmaps` and `keypoints` within `tolerance` (max-norm relative error),
+    `sr_image` within one grey level (float rounding at .5), and the file's keypoints equal
+    the decoding of its own heatmaps. Returns one report dict per batch size.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    model = model.cpu().eval()
+    reports, failures = [], []
+    for batch in batch_sizes:
+        lr_frames = example_input(model, batch, seed=seed + batch)
+        with torch.no_grad():
+            expected = [t.numpy() for t in model(lr_frames)]
+        actual = session.run(list(OUTPUT_NAMES), {INPUT_NAMES[0]: lr_frames.numpy()})
+        result = dict(zip(OUTPUT_NAMES, actual, strict=True))
+        reference = dict(zip(OUTPUT_NAMES, expected, strict=True))
+        for name in OUTPUT_NAMES:
+            if result[name].shape != reference[name].shape or result[name].dtype != reference[name].dtype:
+                failures.append(f'batch {batch}: {name} is {result[name].dtype} {result[name].shape}, '
+                                f'PyTorch gives {reference[name].dtype} {reference[name].shape}')
+        if failures:
+            continue
+        redecoded = decode_argmax(torch.from_numpy(result['heatmaps'])).numpy()
+        redecoded[..., :2] *= HEATMAP_STRIDE
+        report = {
+            'batch': batch,
+            'heatmaps_rel_error': _relative_error(result['heatmaps'], reference['heatmaps']),
+            'keypoints_rel_error': _relative_error(result['keypoints'], reference['keypoints']),
+            'sr_image_max_abs_diff': int(np.abs(result['sr_image'].astype(int) - reference['sr_image']).max()),
+            'decode_rel_error': _relative_error(result['keypoints'], redecoded),
+        }
+        reports.append(report)
+        for key in ('heatmaps_rel_error', 'keypoints_rel_error', 'decode_rel_error'):
+            if not report[key] < tolerance:
+                failures.append(f'batch {batch}: {key} {report[key]:.3g} >= {tolerance:g}')
+        if report['sr_image_max_abs_diff'] > 1:
+            failures.append(f'batch {batch}: sr_image differs by {report["sr_image_max_abs_diff"]} grey levels')
+    if failures:
+        raise ExportCheckError(f'{onnx_path}: ONNX Runtime disagrees with PyTorch:\n  ' + '\n  '.join(failures))
+    return reports
+
+
+def random_model(config_name: str, pose_only: bool = False, seed: int = 0) -> StarPoseInference:
+    """A randomly initialised inference model of a named config (for tests and benchmarks, not for use)."""
+    from starpose_model.config import get_config
+    from starpose_model.hrnet import build_pose_net
+    from starpose_model.star_pose import StarPoseSR
+
+    torch.manual_seed(seed)
+    config = get_config(config_name)
+    sr_net = None if pose_only else StarPoseSR(config)
+    return StarPoseInference(sr_net, build_pose_net(config.pose_arch), config, pose_only=pose_only).eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point `starpose-export`."""
+    parser = argparse.ArgumentParser(prog='starpose-export', description=__doc__.split('\n\n')[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--checkpoint', type=Path, help='inference checkpoint (.pt from checkpoint.save_checkpoint)')
+    source.add_argument('--config', help='export a randomly initialised model of this config (e.g. tiny)')
+    parser.add_argument('--pose-only', action='store_true',
+                        help='with --config: the bicubic + pose-net baseline instead of SR + pose net')
+    parser.add_argument('--seed', type=int, default=0, help='with --config: random-initialisation seed')
+    parser.add_argument('--output', type=Path, required=True, help='the .onnx file to write')
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, choices=SUPPORTED_OPSETS)
+    parser.add_argument('--check', action='store_true',
+                        help='verify with ONNX Runtime against PyTorch '
+                             f'(batch 1 and 7, relative error < {RELATIVE_TOLERANCE:g})')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(min(torch.get_num_threads(), 4))
+    try:
+        if args.checkpoint is not None:
+            model = load_inference_model(args.checkpoint)
+        else:
+            model = random_model(args.config, pose_only=args.pose_only, seed=args.seed)
+        path = export_onnx(model, args.output, opset=args.opset)
+        print(f'wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {args.opset})')
+        if args.check:
+            for report in check_onnx(model, path):
+                print('check ok: ' + ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
+                                               for k, v in report.items()))
+    except (CheckpointError, ExportCheckError, ValueError) as error:
+        print(f'starpose-export: error: {error}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The whole inference path as one module: uint8 LR window in, SR crop + keypoints + heatmaps out.
+
+This is the graph every backend runs (PyTorch directly, ONNX Runtime and TensorRT through
+`starpose_model.export`), so that no runtime does per-pixel work in Python:
+
+| tensor | dtype | shape | meaning |
+| `lr_frames` (in) | uint8 | `[B, T, h, w, 3]` | RGB LR crops, oldest first |
+| `sr_image` | uint8 | `[B, 256, 192, 3]` | RGB super-resolved crop of the target frame |
+| `keypoints` | float32 | `[B, 17, 3]` | x, y in HR-crop pixels, score (heatmap maximum) |
+| `heatmaps` | float32 | `[B, 17, 64, 48]` | pose-net heatmaps |
+
+With `pose_only` the SR net is replaced by bicubic upsampling of the target frame: the
+"bicubic + pose net" baseline of the paper's tables, behind the same interface.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from starpose_model.config import HR_SIZE, StarPoseConfig
+from starpose_model.heatmaps import HEATMAP_STRIDE, decode_argmax, flip_test
+from starpose_model.hrnet import imagenet_normalize
+from starpose_model.keypoints import KEYPOINT_NAMES
+
+INPUT_NAMES = ('lr_frames',)
+OUTPUT_NAMES = ('sr_image', 'keypoints', 'heatmaps')
+
+
+class StarPoseInference(nn.Module):
+    """SR net + pose net + in-graph decoding, uint8 in / uint8 + float32 out (see module docstring).
+
+    `flip_test` averages the pose net's heatmaps with those of the mirrored SR image (official
+    one-pixel shift); it doubles the pose-net cost and is meant for offline evaluation.
+    """
+
+    def __init__(self, sr_net: nn.Module | None, pose_net: nn.Module, config: StarPoseConfig, *,
+                 pose_only: bool = False, flip_test: bool = False):
+        super().__init__()
+        if config.keypoint_layout not in KEYPOINT_NAMES:
+            raise ValueError(f'unknown keypoint layout {config.keypoint_layout!r}; '
+                             f'choose one of {sorted(KEYPOINT_NAMES)}')
+        if sr_net is None and not pose_only:
+            raise ValueError('sr_net is None: pass pose_only=True for the bicubic + pose-net baseline')
+        self.sr_net = None if pose_only else sr_net
+        self.pose_net = pose_net
+        self.config = config
+        self.keypoint_layout = config.keypoint_layout
+        self.pose_only = pose_only
+        self.flip_test = flip_test
+        self.window = config.window
+        self.lr_size = config.lr_size
+        self.target_index = config.target_index
+
+    def check_input(self, lr_frames: torch.Tensor) -> None:
+        """Raise ValueError naming the mismatch if `lr_frames` is not uint8 `[B, T, h, w, 3]` for this model."""
+        expected = (self.window, *self.lr_size, 3)
+        if lr_frames.dtype != torch.uint8 or lr_frames.dim() != 5 or tuple(lr_frames.shape[1:]) != expected:
+            raise ValueError(f'lr_frames must be uint8 [B, {", ".join(map(str, expected))}], '
+                             f'got {lr_frames.dtype} {list(lr_frames.shape)}')
+
+    def super_resolve(self, lr_frames: torch.Tensor) -> torch.Tensor:
+        """uint8 `[B, T, h, w, 3]` -> SR image float `[B, 3, 256, 192]` clamped to [0, 1]."""
+        frames = lr_frames.permute(0, 1, 4, 2, 3).float() / 255.0
+        if self.pose_only:
+            hr = F.interpolate(frames[:, self.target_index], size=HR_SIZE, mode='bicubic', align_corners=False)
+        else:
+            hr = self.sr_net(frames)
+        return hr.clamp(0.0, 1.0)
+
+    def forward(self, lr_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return `(sr_image, keypoints, heatmaps)` for uint8 `lr_frames [B, T, h, w, 3]`."""
+        if not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+            self.check_input(lr_frames)
+        sr = self.super_resolve(lr_frames)
+        pose_input = imagenet_normalize(sr)
+        if self.flip_test:
+            heatmaps = flip_test(self.pose_net, pose_input, self.keypoint_layout)
+        else:
+            heatmaps = self.pose_net(pose_input)
+        heatmaps = heatmaps.float()
+        decoded = decode_argmax(heatmaps)
+        keypoints = torch.cat([decoded[..., :2] * HEATMAP_STRIDE, decoded[..., 2:]], dim=-1)
+        sr_image = torch.round(sr * 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+        return sr_image, keypoints, heatmaps
