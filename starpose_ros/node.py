@@ -1,0 +1,538 @@
+"""The StarPose ROS 2 lifecycle node: parameters, QoS, message conversion and threading.
+
+All pose logic lives in the ROS-free core (`starpose_ros.core`); this module only wires it to
+ROS. Lifecycle:
+
+- configure: read and check the parameters, load the model through the chosen backend, build
+  the pipeline. A missing or corrupt model logs a readable error and fails the transition; the
+  node stays alive and can be configured again.
+- activate: create the subscriptions, the lifecycle publishers, the worker thread and timers.
+- deactivate / cleanup / shutdown: undo the above in reverse order; cleanup closes the backend.
+
+Threading: the executor thread only decodes images, converts detections, pairs them by stamp
+and drops the result into a newest-wins slot. One worker thread takes the newest frame, runs the
+pipeline (one batched model call per frame) and publishes. When the model is slower than the
+camera, older frames are overwritten and counted as drops: latency stays bounded.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, fields
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from visualization_msgs.msg import MarkerArray
+
+from starpose_msgs.msg import PersonPoseArray, SuperResolvedCropArray, TrackedDetectionArray
+from starpose_ros import ros_conversions as conv
+from starpose_ros.core.backends import create_backend
+from starpose_ros.core.backends.base import BackendError
+from starpose_ros.core.image_codec import ImageDecodeError
+from starpose_ros.core.latest import LatestWorker
+from starpose_ros.core.pairing import StampPairer
+from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
+from starpose_ros.core.types import FrameInput
+
+NODE_NAME = 'starpose_node'
+FASTDDS_PROFILE_HINT = ('camera-size images need the Fast DDS profile in every process on the image path: '
+                        'export FASTDDS_DEFAULT_PROFILES_FILE=<share/starpose_ros>/config/fastdds_profile.xml '
+                        '(see docs/dds.md)')
+
+
+@dataclass(frozen=True)
+class _Param:
+    """One declared parameter: default, description and constraints."""
+
+    default: object
+    description: str
+    choices: tuple[str, ...] = ()
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    read_only: bool = False
+
+    def descriptor(self, name: str) -> ParameterDescriptor:
+        constraints = f'one of: {", ".join(self.choices)}' if self.choices else ''
+        descriptor = ParameterDescriptor(name=name, description=self.description, read_only=self.read_only,
+                                         additional_constraints=constraints)
+        if self.int_range is not None:
+            descriptor.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=0)]
+        if self.float_range is not None:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=self.float_range[0],
+                                                                  to_value=self.float_range[1], step=0.0)]
+        return descriptor
+
+
+# Everything the node reads; config/starpose.yaml documents the same names. Parameters that shape
+# the node's topics and QoS are read-only (set them at launch); the rest take effect on the next
+# configure transition.
+PARAMETERS: dict[str, _Param] = {
+    # model and backend
+    'model_path': _Param('', 'model file: .onnx (onnxruntime, tensorrt), .pt checkpoint (torch) or '
+                             'TensorRT .engine; configure fails with a readable error when missing or corrupt'),
+    'backend': _Param('onnxruntime', 'inference backend', choices=('onnxruntime', 'torch', 'tensorrt')),
+    'device': _Param('cpu', 'where the model runs (cuda needs a CUDA build of the backend)', choices=('cpu', 'cuda')),
+    'num_threads': _Param(2, 'CPU threads for the backend (0 = the runtime decides)', int_range=(0, 256)),
+    # inputs
+    'image_transport': _Param('raw', 'raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage '
+                                     'on `image/compressed`', choices=('raw', 'compressed'), read_only=True),
+    'image_reliability': _Param('best_effort', 'image QoS reliability (best_effort = sensor-data QoS)',
+                                choices=('best_effort', 'reliable'), read_only=True),
+    'image_queue_depth': _Param(5, 'image QoS history depth', int_range=(1, 100), read_only=True),
+    'detector': _Param('topic', 'where person boxes come from: topic (the `detections` topic, paired by stamp; '
+                                'best: a real detector such as a YOLO node), hog (OpenCV HOG people detector on '
+                                'the image; a first try with a camera alone), none (no boxes: no poses)',
+                       choices=('topic', 'hog', 'none')),
+    'detections_type': _Param('auto', 'message type on `detections`: vision_msgs (Detection2DArray 4.x), '
+                                      'starpose_msgs (TrackedDetectionArray) or auto (vision_msgs when installed)',
+                              choices=('auto', 'vision_msgs', 'starpose_msgs'), read_only=True),
+    'detections_reliability': _Param('reliable', 'detections QoS reliability', choices=('best_effort', 'reliable'),
+                                     read_only=True),
+    'detections_queue_depth': _Param(10, 'detections QoS history depth', int_range=(1, 100), read_only=True),
+    'person_class_ids': _Param(['person', '0'], 'detector class ids that mean "person" (COCO id 0 for YOLO); '
+                                                '"*" accepts every class; detections without a class are kept'),
+    'min_detection_score': _Param(0.0, 'detections scoring below this are ignored', float_range=(0.0, 1.0)),
+    'hog_upscale': _Param(1.0, 'with detector hog: image upscale before detection (> 1 finds smaller people, '
+                               'slower)', float_range=(0.25, 4.0)),
+    'min_box_size': _Param(2.0, 'boxes smaller than this (pixels, after clipping to the image) are rejected',
+                           float_range=(0.5, 1000.0)),
+    'pairing_max_pending': _Param(30, 'images (or detection sets) waiting for their partner, per side',
+                                  int_range=(1, 1000)),
+    # tracking
+    'track_iou_threshold': _Param(0.3, 'minimum IoU to continue a track', float_range=(0.01, 1.0)),
+    'track_max_age_s': _Param(1.0, 'a track unseen for this long (stamp time) is evicted', float_range=(0.0, 60.0)),
+    'max_tracks': _Param(32, 'most people processed per frame (also bounds tracker memory)', int_range=(1, 256)),
+    'max_batch': _Param(16, 'person windows per model call; more people take several calls', int_range=(1, 256)),
+    # outputs
+    'publish_sr_crops': _Param(True, 'publish `sr_crops` (per-person super-resolved crops)'),
+    'publish_mosaic': _Param(True, 'publish `sr_mosaic` (all super-resolved crops in one image)'),
+    'publish_overlay': _Param(True, 'publish `overlay` (input image with skeletons, boxes and track ids)'),
+    'publish_markers': _Param(True, 'publish `markers` (skeletons as visualization_msgs/MarkerArray)'),
+    'min_keypoint_score': _Param(0.3, 'keypoints scoring below this are not drawn', float_range=(0.0, 1.0)),
+    'mosaic_columns': _Param(4, 'SR crops per row in `sr_mosaic`', int_range=(1, 64)),
+    'marker_lifetime_s': _Param(0.5, 'RViz markers disappear after this long', float_range=(0.0, 10.0)),
+    'marker_pixel_size_m': _Param(0.002, 'size of one image pixel on the marker picture plane, metres',
+                                  float_range=(1e-6, 1.0)),
+    'marker_distance_m': _Param(2.0, 'distance of the marker picture plane in front of the camera, metres',
+                                float_range=(0.0, 100.0)),
+    # monitoring
+    'diagnostics_period_s': _Param(1.0, 'period of `/diagnostics` messages', float_range=(0.1, 60.0)),
+    'no_image_warning_s': _Param(5.0, 'warn when publishers exist on the image topic but nothing arrived for '
+                                      'this long (usually a camera driver without the Fast DDS profile)',
+                                 float_range=(0.5, 600.0)),
+}
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The parameters as read at configure time (one consistent snapshot)."""
+
+    model_path: str
+    backend: str
+    device: str
+    num_threads: int
+    image_transport: str
+    image_reliability: str
+    image_queue_depth: int
+    detector: str
+    detections_type: str
+    detections_reliability: str
+    detections_queue_depth: int
+    person_class_ids: tuple[str, ...]
+    min_detection_score: float
+    hog_upscale: float
+    min_box_size: float
+    pairing_max_pending: int
+    track_iou_threshold: float
+    track_max_age_s: float
+    max_tracks: int
+    max_batch: int
+    publish_sr_crops: bool
+    publish_mosaic: bool
+    publish_overlay: bool
+    publish_markers: bool
+    min_keypoint_score: float
+    mosaic_columns: int
+    marker_lifetime_s: float
+    marker_pixel_size_m: float
+    marker_distance_m: float
+    diagnostics_period_s: float
+    no_image_warning_s: float
+
+    @classmethod
+    def from_node(cls, node: LifecycleNode) -> NodeSettings:
+        """Read every parameter; raise ValueError naming one that has an invalid value."""
+        values = {f.name: node.get_parameter(f.name).value for f in fields(cls)}
+        values['person_class_ids'] = tuple(values['person_class_ids'])
+        for name, value in values.items():
+            check_choice(name, value)
+        if values['detections_type'] == 'vision_msgs' and conv.Detection2DArray is None:
+            raise ValueError('detections_type is vision_msgs but vision_msgs is not installed; '
+                             'use starpose_msgs or auto')
+        return cls(**values)
+
+    @property
+    def uses_vision_msgs(self) -> bool:
+        """Whether `detections` carries vision_msgs/Detection2DArray (else TrackedDetectionArray)."""
+        return self.detections_type == 'vision_msgs' or (self.detections_type == 'auto'
+                                                          and conv.Detection2DArray is not None)
+
+
+def check_choice(name: str, value) -> None:
+    """Raise ValueError naming the parameter when a string value is not one of its choices."""
+    choices = PARAMETERS[name].choices
+    if choices and value not in choices:
+        raise ValueError(f'parameter {name!r} is {value!r}; expected one of: {", ".join(choices)}')
+
+
+def _qos(reliability: str, depth: int) -> QoSProfile:
+    policy = ReliabilityPolicy.BEST_EFFORT if reliability == 'best_effort' else ReliabilityPolicy.RELIABLE
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy)
+
+
+class _Stats:
+    """Counters and a latency window shared by the callbacks, the worker and the diagnostics timer.
+
+    Counters are plain ints written by one thread each; the latency window has a lock because
+    the diagnostics timer reads it while the worker appends.
+    """
+
+    LATENCY_WINDOW = 200
+
+    def __init__(self):
+        self.images_in = 0
+        self.bad_images = 0
+        self.frames_out = 0
+        self.pipeline_errors = 0
+        self.persons_last_frame = 0
+        self._latency_lock = threading.Lock()
+        self._latencies_ms: deque[float] = deque(maxlen=self.LATENCY_WINDOW)
+
+    def record_output(self, latency_ms: float, persons: int) -> None:
+        with self._latency_lock:
+            self._latencies_ms.append(latency_ms)
+        self.frames_out += 1
+        self.persons_last_frame = persons
+
+    def latency_percentiles(self) -> tuple[float, float]:
+        with self._latency_lock:
+            latencies = np.array(self._latencies_ms)
+        if latencies.size == 0:
+            return float('nan'), float('nan')
+        return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95))
+
+
+class StarPoseNode(LifecycleNode):
+    """Pose estimation for small people: images + person boxes in, poses and visualisations out."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        super().__init__(node_name, **kwargs)
+        for name, param in PARAMETERS.items():
+            self.declare_parameter(name, param.default, param.descriptor(name))
+        self.add_on_set_parameters_callback(self._check_new_parameters)
+        self._settings: NodeSettings | None = None
+        self._backend = None
+        self._pipeline: PosePipeline | None = None
+        self._pairer: StampPairer | None = None
+        self._worker: LatestWorker | None = None
+        self._input_subs = []
+        self._outputs: dict[str, object] = {}
+        self._node_timers = []
+        self._stats = _Stats()
+        self._dropped_before = 0  # drops of workers from earlier activations
+        self._diag_previous = (time.monotonic(), 0, 0)
+        self._images_at_last_check = 0
+
+    # ------------------------------------------------------------------ lifecycle transitions
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Read parameters, load the model, build the pipeline; FAILURE (node alive) on any problem."""
+        try:
+            settings = NodeSettings.from_node(self)
+        except ValueError as error:
+            self.get_logger().error(f'configure failed: {error}')
+            return TransitionCallbackReturn.FAILURE
+        if not settings.model_path:
+            self.get_logger().error('configure failed: parameter model_path is empty; set it to the exported model')
+            return TransitionCallbackReturn.FAILURE
+        try:
+            backend = create_backend(settings.backend, settings.model_path, **self._backend_options(settings))
+        except (BackendError, OSError, ValueError) as error:
+            self.get_logger().error(f'configure failed: cannot load model {settings.model_path!r} with backend '
+                                    f'{settings.backend}: {error}')
+            return TransitionCallbackReturn.FAILURE
+        try:
+            pipeline = PosePipeline(backend, self._pipeline_config(settings))
+        except ValueError as error:
+            backend.close()
+            self.get_logger().error(f'configure failed: {error}')
+            return TransitionCallbackReturn.FAILURE
+        self._backend, self._pipeline, self._settings = backend, pipeline, settings
+        self._pairer = StampPairer(max_pending=settings.pairing_max_pending, images_only=settings.detector != 'topic')
+        info = backend.model_info
+        self.get_logger().info(f'configured: {settings.backend} on {settings.device}, model {settings.model_path} '
+                               f'(window {info.window}, LR {info.lr_height}x{info.lr_width}, '
+                               f'{info.keypoint_layout} keypoints, target frame {info.target_frame}), '
+                               f'detector {settings.detector}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Create publishers, the worker, subscriptions and timers, then activate the publishers."""
+        settings = self._settings
+        self._create_publishers(settings)
+        self._worker = LatestWorker(self._handle_frame, self._on_frame_error, name='starpose-worker')
+        self._create_subscriptions(settings)
+        self._diag_previous = (time.monotonic(), self._stats.images_in, self._stats.frames_out)
+        self._images_at_last_check = self._stats.images_in
+        self._node_timers = [self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics),
+                             self.create_timer(settings.no_image_warning_s, self._warn_if_images_missing)]
+        source = (f'detections on {self._input_subs[1].topic_name}' if settings.detector == 'topic'
+                  else f'{settings.detector} detector')
+        self.get_logger().info(f'active: images on {self._image_topic()}, {source}')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the worker, deactivate and destroy publishers, subscriptions and timers."""
+        self._stop_worker()  # before the publishers go inactive: no publish into a deactivated one
+        result = super().on_deactivate(state)
+        self._destroy_interfaces()
+        return result
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Close the backend (frees its memory, GPU included) and forget the pipeline."""
+        self._release_model()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release whatever the current state holds."""
+        self._release_everything()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: release everything and go back to unconfigured."""
+        self.get_logger().error(f'error in a transition from {state.label}; releasing everything')
+        self._release_everything()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self):
+        """Stop the worker and close the model even when the process exits without a transition."""
+        self._release_everything()
+        return super().destroy_node()
+
+    # ------------------------------------------------------------------ set-up and tear-down
+
+    @staticmethod
+    def _backend_options(settings: NodeSettings) -> dict:
+        """Constructor options of the chosen backend (their names differ per runtime)."""
+        if settings.backend == 'onnxruntime':
+            return {'device': settings.device, 'intra_op_threads': settings.num_threads}
+        if settings.backend == 'torch':
+            return {'device': settings.device, 'num_threads': settings.num_threads}
+        return {'max_batch': settings.max_batch}  # tensorrt: always CUDA, engine profile up to max_batch
+
+    @staticmethod
+    def _pipeline_config(settings: NodeSettings) -> PipelineConfig:
+        return PipelineConfig(
+            detector='hog' if settings.detector == 'hog' else 'none', hog_upscale=settings.hog_upscale,
+            max_batch=settings.max_batch, max_tracks=settings.max_tracks, iou_threshold=settings.track_iou_threshold,
+            track_timeout_s=settings.track_max_age_s, min_box_size=settings.min_box_size,
+            draw_overlay=settings.publish_overlay, draw_mosaic=settings.publish_mosaic,
+            draw_score_threshold=settings.min_keypoint_score, mosaic_columns=settings.mosaic_columns)
+
+    def _create_publishers(self, settings: NodeSettings) -> None:
+        results_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        images_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        wanted = {
+            'poses': (PersonPoseArray, 'poses', results_qos, True),
+            'sr_crops': (SuperResolvedCropArray, 'sr_crops', images_qos, settings.publish_sr_crops),
+            'sr_mosaic': (Image, 'sr_mosaic', images_qos, settings.publish_mosaic),
+            'overlay': (Image, 'overlay', images_qos, settings.publish_overlay),
+            'markers': (MarkerArray, 'markers', results_qos, settings.publish_markers),
+            'diagnostics': (DiagnosticArray, '/diagnostics', results_qos, True),
+        }
+        self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, qos)
+                         for key, (msg_type, topic, qos, enabled) in wanted.items() if enabled}
+
+    def _create_subscriptions(self, settings: NodeSettings) -> None:
+        image_qos = _qos(settings.image_reliability, settings.image_queue_depth)
+        if settings.image_transport == 'compressed':
+            image_sub = self.create_subscription(CompressedImage, 'image/compressed', self._on_image, image_qos)
+        else:
+            image_sub = self.create_subscription(Image, 'image', self._on_image, image_qos)
+        self._input_subs = [image_sub]
+        if settings.detector == 'topic':
+            msg_type = conv.Detection2DArray if settings.uses_vision_msgs else TrackedDetectionArray
+            self._input_subs.append(self.create_subscription(
+                msg_type, 'detections', self._on_detections,
+                _qos(settings.detections_reliability, settings.detections_queue_depth)))
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:
+            # A frame in progress finishes first; its publish goes to still-active publishers.
+            self._worker.stop(timeout=30.0)
+            self._dropped_before += self._worker.dropped
+            self._worker = None
+
+    def _destroy_interfaces(self) -> None:
+        """Remove timers, subscriptions and publishers (idempotent)."""
+        for timer in self._node_timers:
+            self.destroy_timer(timer)
+        for subscription in self._input_subs:
+            self.destroy_subscription(subscription)
+        for publisher in self._outputs.values():
+            self.destroy_lifecycle_publisher(publisher)
+        self._node_timers, self._input_subs, self._outputs = [], [], {}
+
+    def _release_model(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+        self._backend = self._pipeline = self._pairer = self._settings = None
+
+    def _release_everything(self) -> None:
+        self._stop_worker()
+        self._destroy_interfaces()
+        self._release_model()
+
+    def _check_new_parameters(self, parameters) -> SetParametersResult:
+        for parameter in parameters:
+            if parameter.name in PARAMETERS:
+                try:
+                    check_choice(parameter.name, parameter.value)
+                except ValueError as error:
+                    return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ executor-thread callbacks
+
+    def _on_image(self, msg) -> None:
+        received = time.monotonic()
+        self._stats.images_in += 1
+        try:
+            image_rgb = conv.image_msg_to_rgb(msg)
+        except ImageDecodeError as error:
+            self._stats.bad_images += 1
+            stamp = msg.header.stamp
+            self.get_logger().warn(f'dropped a bad image (stamp {stamp.sec}.{stamp.nanosec:09d}): {error}',
+                                   throttle_duration_sec=2.0)
+            return
+        frame = FrameInput(stamp_ns=conv.stamp_to_ns(msg.header.stamp), frame_id=msg.header.frame_id,
+                           image_rgb=image_rgb)
+        self._submit(self._pairer.add_image(frame.stamp_ns, (frame, received)))
+
+    def _on_detections(self, msg) -> None:
+        settings = self._settings
+        to_core = conv.vision_detections_to_core if settings.uses_vision_msgs else conv.tracked_detections_to_core
+        detections = to_core(msg, frozenset(settings.person_class_ids), settings.min_detection_score)
+        self._submit(self._pairer.add_detections(conv.stamp_to_ns(msg.header.stamp), detections))
+
+    def _submit(self, pair) -> None:
+        """Hand a complete frame to the worker; an older frame it had not started is dropped."""
+        if pair is None or self._worker is None:
+            return
+        frame, received = pair.image
+        frame.detections = pair.detections  # None in images-only mode: the pipeline's detector runs
+        self._worker.submit((frame, received))
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _handle_frame(self, item) -> None:
+        frame, received = item
+        result = self._pipeline.process(frame)
+        if result is None:  # a 'center' model fills its delay line first
+            return
+        self._publish(result)
+        self._stats.record_output((time.monotonic() - received) * 1e3, len(result.persons))
+
+    def _on_frame_error(self, item, error: BaseException) -> None:
+        self._stats.pipeline_errors += 1
+        self.get_logger().error(f'frame {item[0].stamp_ns} failed in the pipeline: {type(error).__name__}: {error}',
+                                throttle_duration_sec=2.0)
+
+    def _publish(self, result) -> None:
+        settings, outputs = self._settings, self._outputs
+        header = conv.make_header(result.stamp_ns, result.frame_id)
+        outputs['poses'].publish(conv.pose_array_msg(result))
+        if 'sr_crops' in outputs:
+            outputs['sr_crops'].publish(conv.sr_crops_msg(result))
+        if 'sr_mosaic' in outputs and result.mosaic_rgb is not None:
+            outputs['sr_mosaic'].publish(conv.rgb_to_image_msg(result.mosaic_rgb, header))
+        if 'overlay' in outputs and result.overlay_rgb is not None:
+            outputs['overlay'].publish(conv.rgb_to_image_msg(result.overlay_rgb, header))
+        if 'markers' in outputs:
+            height, width = result.image_rgb.shape[:2]
+            outputs['markers'].publish(conv.skeleton_markers_msg(
+                result, (width, height), settings.min_keypoint_score, settings.marker_pixel_size_m,
+                settings.marker_distance_m, settings.marker_lifetime_s))
+
+    # ------------------------------------------------------------------ timers
+
+    def _image_topic(self) -> str:
+        return self._input_subs[0].topic_name
+
+    def _warn_if_images_missing(self) -> None:
+        if self._stats.images_in == self._images_at_last_check:
+            topic = self._image_topic()
+            publishers = self.count_publishers(topic)
+            if publishers > 0:
+                self.get_logger().warn(f'{publishers} publisher(s) on {topic} but no image arrived for '
+                                       f'{self._settings.no_image_warning_s:.0f} s; {FASTDDS_PROFILE_HINT}')
+        self._images_at_last_check = self._stats.images_in
+
+    def diagnostics_values(self) -> dict[str, object]:
+        """Latency, rates and counters since activation started (what `/diagnostics` reports)."""
+        stats, pipeline = self._stats, self._pipeline
+        now = time.monotonic()
+        then, images_then, frames_then = self._diag_previous
+        self._diag_previous = (now, stats.images_in, stats.frames_out)
+        elapsed = max(now - then, 1e-9)
+        p50, p95 = stats.latency_percentiles()
+        return {
+            'latency_p50_ms': p50, 'latency_p95_ms': p95,
+            'fps_in': (stats.images_in - images_then) / elapsed,
+            'fps_out': (stats.frames_out - frames_then) / elapsed,
+            'tracks': len(pipeline.tracker.tracks), 'persons_last_frame': stats.persons_last_frame,
+            'images_in': stats.images_in, 'frames_out': stats.frames_out,
+            'dropped_frames': self._dropped_before + (self._worker.dropped if self._worker else 0),
+            'bad_images': stats.bad_images, 'pipeline_errors': stats.pipeline_errors,
+            **{f'pipeline_{key}': value for key, value in pipeline.counters.as_dict().items()},
+            **{f'pairing_{key}': value for key, value in self._pairer.counters.as_dict().items()},
+        }
+
+    def _publish_diagnostics(self) -> None:
+        values = self.diagnostics_values()
+        level, message = DiagnosticStatus.OK, 'ok'
+        if values['pipeline_errors']:
+            level, message = DiagnosticStatus.WARN, 'frames failed in the pipeline (see the log)'
+        elif values['images_in'] and not values['frames_out']:
+            level, message = DiagnosticStatus.WARN, 'images arrive but no frame was processed (detections paired?)'
+        self._outputs['diagnostics'].publish(conv.diagnostics_msg(
+            self.get_clock().now().to_msg(), f'{self.get_name()}: pose pipeline', self.get_fully_qualified_name(),
+            level, message, values))
+
+
+def main(args=None) -> None:
+    """Run the node (`ros2 run starpose_ros starpose_node` or `python -m starpose_ros.node`)."""
+    os.environ.setdefault('OMP_NUM_THREADS', '2')
+    rclpy.init(args=args)
+    node = StarPoseNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
