@@ -58,7 +58,8 @@ def decode_argmax(heatmaps: torch.Tensor, quarter_offset: bool = True) -> torch.
     """Maximum of each heatmap `[..., H, W]` -> `[..., 3]` (x, y in heatmap pixels, score = max value).
 
     With `quarter_offset` each axis moves 0.25 px toward its higher neighbour (HRNet's
-    post-processing); at the border the missing neighbour is the peak itself, so no step outward.
+    post-processing) where both neighbours exist; on the map's border that axis stays put. (The
+    official code skips the whole joint within two pixels of the border; per axis keeps more.)
     """
     height, width = heatmaps.shape[-2:]
     flat = heatmaps.flatten(-2)
@@ -71,8 +72,11 @@ def decode_argmax(heatmaps: torch.Tensor, quarter_offset: bool = True) -> torch.
             nx = (x + dx).clamp(0, width - 1)
             ny = (y + dy).clamp(0, height - 1)
             return flat.gather(-1, ny * width + nx)
-        step_x = torch.sign(value_at(1, 0) - value_at(-1, 0))
-        step_y = torch.sign(value_at(0, 1) - value_at(0, -1))
+
+        inside_x = ((x > 0) & (x < width - 1)).to(heatmaps.dtype)
+        inside_y = ((y > 0) & (y < height - 1)).to(heatmaps.dtype)
+        step_x = torch.sign(value_at(1, 0) - value_at(-1, 0)) * inside_x
+        step_y = torch.sign(value_at(0, 1) - value_at(0, -1)) * inside_y
         coords = coords + 0.25 * torch.cat([step_x, step_y], dim=-1)
     return torch.cat([coords, score], dim=-1)
 
