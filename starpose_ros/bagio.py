@@ -1,0 +1,223 @@
+"""rosbag2 files without ROS: typestore with starpose_msgs, message builders, a writer and readers.
+
+Built on the `rosbags` library, so bags can be written and read where rclpy and rosbag2_py are
+absent (training machines, CI). Bags written here embed their message definitions, so
+`ros2 bag play` and any rosbags reader decode them without the StarPose interfaces installed.
+
+Typical use::
+
+    typestore = starpose_typestore()
+    with BagWriter('run1', storage='mcap', typestore=typestore) as bag:
+        bag.write('/image', image_message(typestore, rgb, stamp_ns, 'camera'))
+        bag.write('/detections', detections_message(typestore, detections, stamp_ns, 'camera'))
+    for item in read_messages('run1', ['/image', '/detections']):
+        ...  # item.topic, item.timestamp_ns, item.msg; decode_image(item.msg) -> RGB array
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
+
+from starpose_ros.core.image_codec import decode_compressed, decode_image_msg, encode_image
+from starpose_ros.core.types import Detection
+
+IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
+DETECTIONS = 'starpose_msgs/msg/TrackedDetectionArray'
+STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
+DISTROS = {'humble': Stores.ROS2_HUMBLE, 'jazzy': Stores.ROS2_JAZZY, 'kilted': Stores.ROS2_KILTED}
+BAG_VERSION = 8  # rosbag2 metadata version that Jazzy and newer read
+
+
+class BagIOError(RuntimeError):
+    """A bag cannot be written or read as asked; the message names the bag, topic or field."""
+
+
+def find_msg_dir() -> Path:
+    """Directory of the starpose_msgs `.msg` files: the source checkout, else a colcon install."""
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [repo / 'msg' / 'msg', repo / 'install' / 'starpose_msgs' / 'share' / 'starpose_msgs' / 'msg']
+    for prefix in filter(None, os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep)):
+        candidates.append(Path(prefix) / 'share' / 'starpose_msgs' / 'msg')
+    for directory in candidates:
+        if (directory / 'TrackedDetectionArray.msg').is_file():
+            return directory
+    raise BagIOError('starpose_msgs .msg files not found; looked in: ' + ', '.join(map(str, candidates)))
+
+
+def starpose_typestore(distro: str = 'jazzy', msg_dir: str | Path | None = None) -> Typestore:
+    """A rosbags typestore of a ROS 2 distro's standard messages plus all starpose_msgs types."""
+    if distro not in DISTROS:
+        raise BagIOError(f'unknown ROS 2 distro {distro!r}; choose one of {sorted(DISTROS)}')
+    directory = Path(msg_dir) if msg_dir is not None else find_msg_dir()
+    files = sorted(directory.glob('*.msg'))
+    if not files:
+        raise BagIOError(f'no .msg files in {directory}')
+    typestore = get_typestore(DISTROS[distro])
+    types = {}
+    for path in files:
+        try:
+            types.update(get_types_from_msg(path.read_text(), f'starpose_msgs/msg/{path.stem}'))
+        except TypesysError as err:
+            raise BagIOError(f'{path}: cannot parse message definition: {err}') from err
+    typestore.register(types)
+    return typestore
+
+
+def make_header(typestore: Typestore, stamp_ns: int, frame_id: str):
+    """A std_msgs/Header with the stamp split into seconds and nanoseconds."""
+    stamp_ns = int(stamp_ns)
+    if stamp_ns < 0:
+        raise BagIOError(f'header stamp must be >= 0 ns, got {stamp_ns}')
+    time = typestore.types['builtin_interfaces/msg/Time'](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    return typestore.types['std_msgs/msg/Header'](stamp=time, frame_id=str(frame_id))
+
+
+def header_stamp_ns(msg) -> int:
+    """Integer nanoseconds of a message's header stamp."""
+    return int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+
+
+def image_message(typestore: Typestore, rgb: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = 'rgb8'):
+    """A sensor_msgs/Image (rgb8 or bgr8) from an (H, W, 3) uint8 RGB array."""
+    fields = encode_image(rgb, encoding)
+    return typestore.types[IMAGE](
+        header=make_header(typestore, stamp_ns, frame_id), height=fields.height, width=fields.width,
+        encoding=fields.encoding, is_bigendian=0, step=fields.step, data=np.frombuffer(fields.data, np.uint8))
+
+
+def compressed_image_message(typestore: Typestore, rgb: np.ndarray, stamp_ns: int, frame_id: str,
+                             image_format: str = 'jpeg', quality: int = 90):
+    """A sensor_msgs/CompressedImage (jpeg or png) from an (H, W, 3) uint8 RGB array."""
+    if image_format not in ('jpeg', 'png'):
+        raise BagIOError(f"compressed image format must be 'jpeg' or 'png', got {image_format!r}")
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise BagIOError(f'expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}')
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if image_format == 'jpeg' else []
+    ok, data = cv2.imencode('.jpg' if image_format == 'jpeg' else '.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise BagIOError(f'OpenCV could not encode a {rgb.shape} image as {image_format}')
+    return typestore.types[COMPRESSED_IMAGE](header=make_header(typestore, stamp_ns, frame_id),
+                                             format=image_format, data=data.reshape(-1))
+
+
+def detections_message(typestore: Typestore, detections: Iterable[Detection], stamp_ns: int, frame_id: str,
+                       class_id: str = 'person'):
+    """A starpose_msgs/TrackedDetectionArray; box centres/sizes from (x, y, w, h), id = track id or ''."""
+    item = typestore.types['starpose_msgs/msg/TrackedDetection']
+    boxes = []
+    for det in detections:
+        x, y, w, h = (float(v) for v in det.box_xywh)
+        boxes.append(item(id='' if det.track_id is None else str(det.track_id), class_id=class_id,
+                          score=float(det.score), center_x=x + 0.5 * w, center_y=y + 0.5 * h, size_x=w, size_y=h))
+    return typestore.types[DETECTIONS](header=make_header(typestore, stamp_ns, frame_id), detections=boxes)
+
+
+def decode_image(msg) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a sensor_msgs/Image or CompressedImage read from a bag."""
+    if hasattr(msg, 'format') and not hasattr(msg, 'encoding'):
+        return decode_compressed(msg.format, msg.data)
+    return decode_image_msg(msg)
+
+
+def decode_detections(msg) -> list[Detection]:
+    """Detections (box x, y, w, h; track id or None; score) from a TrackedDetectionArray."""
+    return [Detection(box_xywh=(d.center_x - 0.5 * d.size_x, d.center_y - 0.5 * d.size_y, d.size_x, d.size_y),
+                      track_id=d.id or None, score=float(d.score)) for d in msg.detections]
+
+
+class BagWriter:
+    """Writes a rosbag2 (sqlite3 or mcap); one connection per topic, created on its first message."""
+
+    def __init__(self, path: str | Path, storage: str = 'sqlite3', typestore: Typestore | None = None):
+        if storage not in STORAGES:
+            raise BagIOError(f'unknown bag storage {storage!r}; choose one of {sorted(STORAGES)}')
+        self.path = Path(path)
+        self.typestore = typestore or starpose_typestore()
+        try:
+            self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+            self._writer.open()
+        except WriterError as err:
+            raise BagIOError(f'cannot create bag {self.path}: {err}') from err
+        self._connections: dict[str, object] = {}
+        self.message_count = 0
+
+    def write(self, topic: str, msg, timestamp_ns: int | None = None) -> None:
+        """Serialise and append `msg`; the bag time defaults to the message's header stamp."""
+        msgtype = msg.__msgtype__
+        connection = self._connections.get(topic)
+        if connection is None:
+            connection = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+            self._connections[topic] = connection
+        elif connection.msgtype != msgtype:
+            raise BagIOError(f'{self.path}: topic {topic} carries {connection.msgtype}, cannot also write {msgtype}')
+        if timestamp_ns is None:
+            timestamp_ns = header_stamp_ns(msg)
+        self._writer.write(connection, int(timestamp_ns), self.typestore.serialize_cdr(msg, msgtype))
+        self.message_count += 1
+
+    def close(self) -> None:
+        """Finish the bag (writes metadata.yaml); idempotent."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> BagWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class BagMessage:
+    """One deserialised message with its topic, type and bag receive time."""
+
+    topic: str
+    msgtype: str
+    timestamp_ns: int
+    msg: object
+
+
+def _open_reader(path: str | Path, typestore: Typestore | None) -> AnyReader:
+    path = Path(path)
+    if not (path / 'metadata.yaml').is_file():
+        raise BagIOError(f'{path} is not a rosbag2 directory (no metadata.yaml)')
+    return AnyReader([path], default_typestore=typestore or starpose_typestore())
+
+
+def bag_topics(path: str | Path, typestore: Typestore | None = None) -> dict[str, str]:
+    """Topic -> message type of every connection in the bag."""
+    try:
+        with _open_reader(path, typestore) as reader:
+            return {c.topic: c.msgtype for c in reader.connections}
+    except AnyReaderError as err:
+        raise BagIOError(f'cannot read bag {path}: {err}') from err
+
+
+def read_messages(path: str | Path, topics: Sequence[str] | None = None,
+                  typestore: Typestore | None = None) -> Iterator[BagMessage]:
+    """Deserialised messages of `topics` (all when None) in bag-time order, across topics."""
+    try:
+        with _open_reader(path, typestore) as reader:
+            connections = reader.connections
+            if topics is not None:
+                missing = sorted(set(topics) - {c.topic for c in connections})
+                if missing:
+                    available = sorted({c.topic for c in connections})
+                    raise BagIOError(f'bag {path} has no topic(s) {missing}; it has {available}')
+                connections = [c for c in connections if c.topic in set(topics)]
+            for connection, timestamp, raw in reader.messages(connections=connections):
+                yield BagMessage(connection.topic, connection.msgtype, timestamp,
+                                 reader.deserialize(raw, connection.msgtype))
+    except AnyReaderError as err:
+        raise BagIOError(f'cannot read bag {path}: {err}') from err

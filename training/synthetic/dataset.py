@@ -1,0 +1,221 @@
+"""Write synthetic clips as a PoseTrack18 dataset (and optionally one clip as a rosbag2).
+
+Layout (the same as the published PoseTrack18 release, so the same readers load it)::
+
+    <out>/images/<split>/<seq>/000000.jpg ...
+    <out>/annotations/<split>/<seq>.json      one file per video
+    <out>/annotations/<split>.json            all videos of the split merged
+    <out>/synth_manifest.json                 preset, seed, config and what was written
+
+Keypoint flags: a visible joint is ``x, y, 1``; a joint inside the image but hidden (by another
+person, an object, or the head for the nose of someone facing away) keeps its position with flag
+0 (PoseTrack21's occlusion convention; PoseTrack18 tools treat flag 0 as unlabeled); joints
+outside the image and the ears are ``0, 0, 0``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from starpose_model.keypoints import POSETRACK_KEYPOINT_NAMES, SKELETON_EDGES
+
+from .config import SynthConfig, make_config
+from .render import ClipRenderer, JointStatus, PersonFrame
+
+CATEGORIES = [{
+    'supercategory': 'person', 'id': 1, 'name': 'person', 'keypoints': list(POSETRACK_KEYPOINT_NAMES),
+    'skeleton': [[a + 1, b + 1] for a, b in SKELETON_EDGES['posetrack']],  # 1-based, as in PoseTrack18
+}]
+BAG_START_NS = 1_700_000_000 * 10**9  # fixed, so bags are reproducible too
+_OUTPUTS = ('images', 'annotations', 'synth_manifest.json')
+
+
+def sequence_name(vid_number: int) -> str:
+    """PoseTrack-style sequence folder name (six-digit video id plus a source tag)."""
+    return f'{vid_number:06d}_synth'
+
+
+def image_id(vid_number: int, frame: int) -> int:
+    """PoseTrack18 image id: 1 VVVVVV FFFF (the published files use the same scheme)."""
+    return 10_000_000_000 + vid_number * 10_000 + frame
+
+
+def clip_seed(seed: int, vid_number: int) -> int:
+    """Independent, reproducible seed of one clip of a dataset."""
+    return int(np.random.SeedSequence([int(seed), int(vid_number)]).generate_state(1, np.uint64)[0])
+
+
+def is_annotated(person: PersonFrame, config: SynthConfig) -> bool:
+    """Annotated people with enough unoccluded pixels in the frame get an annotation and a detection."""
+    return person.annotated and person.visible_pixels >= config.min_visible_pixels and min(person.bbox_xywh[2:]) > 0
+
+
+def _r(values) -> list[float]:
+    return [round(float(v), 2) for v in values]
+
+
+def keypoint_triplets(person: PersonFrame) -> list[float]:
+    """Flat 17 x 3 PoseTrack keypoints with the flags described in the module docstring."""
+    flat = []
+    for (x, y), status in zip(person.joints, person.status, strict=True):
+        if status == JointStatus.VISIBLE:
+            flat += [*_r((x, y)), 1]
+        elif status in (JointStatus.OCCLUDED, JointStatus.SELF_OCCLUDED):
+            flat += [*_r((x, y)), 0]
+        else:
+            flat += [0, 0, 0]
+    return flat
+
+
+def _ignore_regions(people: list[PersonFrame], config: SynthConfig) -> tuple[list, list]:
+    """Boxes of people who are seen but not annotated (distractors, barely visible people)."""
+    xs, ys = [], []
+    for person in people:
+        if person.visible_pixels > 0 and not is_annotated(person, config):
+            x, y, w, h = person.bbox_xywh
+            if w > 0 and h > 0:
+                xs.append(_r((x, x + w, x + w, x)))
+                ys.append(_r((y, y, y + h, y + h)))
+    return xs, ys
+
+
+def _frame_entries(vid_number: int, split: str, seq: str, frame: int, people: list[PersonFrame],
+                   config: SynthConfig) -> tuple[dict, list[dict]]:
+    labeled = frame % config.labeled_every == 0
+    ignore_x, ignore_y = _ignore_regions(people, config) if labeled else ([], [])
+    img_id = image_id(vid_number, frame)
+    image = {'id': img_id, 'file_name': f'images/{split}/{seq}/{frame:06d}.jpg', 'vid_id': f'{vid_number:06d}',
+             'frame_id': img_id, 'nframes': config.frames, 'is_labeled': labeled,
+             'ignore_regions_x': ignore_x, 'ignore_regions_y': ignore_y,
+             'width': config.width, 'height': config.height}
+    annotations = []
+    if labeled:
+        for person in people:
+            if is_annotated(person, config):
+                annotations.append({
+                    'id': img_id * 100 + person.track_id, 'image_id': img_id, 'category_id': 1,
+                    'track_id': person.track_id, 'keypoints': keypoint_triplets(person),
+                    'bbox': _r(person.bbox_xywh), 'bbox_head': _r(person.head_xywh),
+                    'num_keypoints': int((person.status == JointStatus.VISIBLE).sum()),
+                })
+    return image, annotations
+
+
+def _dump(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, separators=(',', ':')) + '\n')
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    """Refuse to mix with earlier output unless asked; with `overwrite` remove only our own outputs."""
+    existing = [out / name for name in _OUTPUTS if (out / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f'{out} already holds a dataset ({", ".join(p.name for p in existing)}); '
+                              'choose another folder or pass overwrite=True (--overwrite)')
+    for path in existing:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+class _BagOutput:
+    """Writes one clip's frames and ground-truth detections to a rosbag2 as they are rendered."""
+
+    def __init__(self, path: Path, storage: str, frame_id: str, image_format: str, fps: float):
+        from starpose_ros import bagio  # ROS-free (rosbags only); imported here so datasets need no bag code
+
+        self.bagio = bagio
+        self.typestore = bagio.starpose_typestore()
+        self.writer = bagio.BagWriter(path, storage=storage, typestore=self.typestore)
+        self.frame_id, self.image_format, self.period_ns = frame_id, image_format, int(round(1e9 / fps))
+
+    def write(self, frame: int, image: np.ndarray, people: list[PersonFrame], config: SynthConfig) -> None:
+        from starpose_ros.core.types import Detection
+
+        stamp = BAG_START_NS + frame * self.period_ns
+        if self.image_format in ('rgb8', 'bgr8'):
+            msg = self.bagio.image_message(self.typestore, image, stamp, self.frame_id, self.image_format)
+            self.writer.write('/image', msg)
+        else:
+            msg = self.bagio.compressed_image_message(self.typestore, image, stamp, self.frame_id, self.image_format)
+            self.writer.write('/image/compressed', msg)
+        detections = [Detection(box_xywh=tuple(_r(p.bbox_xywh)), track_id=str(p.track_id), score=1.0)
+                      for p in people if is_annotated(p, config)]
+        self.writer.write('/detections', self.bagio.detections_message(self.typestore, detections, stamp,
+                                                                       self.frame_id))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def generate_dataset(out_dir: str | Path, preset: str = 'small', seed: int = 0, *, overwrite: bool = False,
+                     rosbag: str | Path | None = None, rosbag_storage: str = 'sqlite3',
+                     rosbag_split: str | None = None, rosbag_frame_id: str = 'camera',
+                     rosbag_image_format: str = 'rgb8', progress=None, **overrides) -> dict:
+    """Render every clip of the preset (with `overrides`) and write the PoseTrack18 dataset.
+
+    With `rosbag`, the first clip of `rosbag_split` (default: ``val`` if generated, else the first
+    split) is also written as a rosbag2 with ``/image`` (``/image/compressed`` for ``jpeg``/``png``)
+    and ``/detections`` (starpose_msgs/TrackedDetectionArray; id = track id; equal headers per frame).
+    `progress`, if given, is called with the number of frames done after each frame.
+    Returns the manifest (also written to ``synth_manifest.json``).
+    """
+    config = make_config(preset, **overrides)
+    out = Path(out_dir)
+    if rosbag is not None:
+        if rosbag_image_format not in ('rgb8', 'bgr8', 'jpeg', 'png'):
+            raise ValueError(f"rosbag_image_format must be rgb8, bgr8, jpeg or png, got {rosbag_image_format!r}")
+        rosbag_split = rosbag_split or ('val' if 'val' in config.videos else next(iter(config.videos)))
+        if rosbag_split not in config.videos:
+            raise ValueError(f'rosbag_split {rosbag_split!r} is not generated; splits: {sorted(config.videos)}')
+        if Path(rosbag).exists():
+            raise FileExistsError(f'rosbag path {rosbag} exists already; rosbag2 writers never overwrite')
+    _prepare_output(out, overwrite)
+    manifest = {'generator': 'starpose-synth', 'format': 'posetrack18', 'preset': preset, 'seed': int(seed),
+                'config': asdict(config), 'splits': {}, 'frames': 0, 'annotations': 0, 'rosbag': None}
+    jpeg = [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality]
+    vid_number = 0
+    for split, count in config.videos.items():
+        merged = {'images': [], 'annotations': [], 'categories': CATEGORIES}
+        manifest['splits'][split] = []
+        for clip in range(count):
+            vid_number += 1
+            seq = sequence_name(vid_number)
+            renderer = ClipRenderer(config, clip_seed(seed, vid_number))
+            bag = None
+            if rosbag is not None and split == rosbag_split and clip == 0:
+                bag = _BagOutput(Path(rosbag), rosbag_storage, rosbag_frame_id, rosbag_image_format, config.fps)
+                manifest['rosbag'] = {'path': str(rosbag), 'storage': rosbag_storage, 'sequence': seq,
+                                      'frame_id': rosbag_frame_id, 'image_format': rosbag_image_format}
+            video = {'images': [], 'annotations': [], 'categories': CATEGORIES}
+            frame_dir = out / 'images' / split / seq
+            frame_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                for frame in range(config.frames):
+                    rendered = renderer.render(frame)
+                    path = frame_dir / f'{frame:06d}.jpg'
+                    if not cv2.imwrite(str(path), cv2.cvtColor(rendered.image, cv2.COLOR_RGB2BGR), jpeg):
+                        raise OSError(f'OpenCV could not write {path}')
+                    image, annotations = _frame_entries(vid_number, split, seq, frame, rendered.people, config)
+                    video['images'].append(image)
+                    video['annotations'] += annotations
+                    if bag is not None:
+                        bag.write(frame, rendered.image, rendered.people, config)
+                    manifest['frames'] += 1
+                    if progress is not None:
+                        progress(manifest['frames'])
+            finally:
+                if bag is not None:
+                    bag.close()
+            _dump(out / 'annotations' / split / f'{seq}.json', video)
+            merged['images'] += video['images']
+            merged['annotations'] += video['annotations']
+            manifest['annotations'] += len(video['annotations'])
+            manifest['splits'][split].append(seq)
+        _dump(out / 'annotations' / f'{split}.json', merged)
+    _dump(out / 'synth_manifest.json', manifest)
+    return manifest
