@@ -43,7 +43,7 @@ def build_kernel(name: str) -> nn.Module:
 
 def _float32_region(device_type: str):
     """Turn autocast off inside (only when it is on, so export tracing sees no autocast nodes)."""
-    if torch.is_autocast_enabled(device_type):
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type=device_type, enabled=False)
     return contextlib.nullcontext()
 

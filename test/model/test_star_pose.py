@@ -1,4 +1,6 @@
 """StarPoseSR: shapes, target frame, fusion at init, gradients, half precision, ablations, size."""
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -146,3 +148,26 @@ def test_config_validation_and_round_trip():
         get_config('huge')
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['depht'\]"):
         StarPoseConfig.from_dict({'depht': 3})
+
+
+def test_report_components_add_up_and_json_is_written(tmp_path, capsys):
+    from starpose_model import report
+
+    out = tmp_path / 'report.json'
+    assert report.main(['--configs', 'tiny', '--json', str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert 'FlopCounterMode' in data['flop_counter'] and 'FlopCounterMode' in capsys.readouterr().out
+    tiny = data['configs']['tiny']
+    for scale, size in ((2, (128, 96)), (4, (64, 48))):
+        entry = tiny[f'scale{scale}']
+        model = StarPoseSR(get_config('tiny', scale=scale))
+        assert entry['params_m'] == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6)
+        parts = entry['components'].values()
+        assert sum(c['params_m'] for c in parts) == pytest.approx(entry['params_m'])
+        assert sum(c['gmacs'] for c in parts) == pytest.approx(entry['gmacs'])
+        assert entry['input'] == f'{size[0]}x{size[1]}'
+    # 8x8 patch tokens: 4x the pixels is 4x the token work.
+    transformer = [tiny[f'scale{s}']['components']['transformer layers']['gmacs'] for s in (2, 4)]
+    assert transformer[0] == pytest.approx(4 * transformer[1], rel=0.01)
+    pose = tiny['pose_net']
+    assert tiny['scale4']['sr_plus_pose']['gmacs'] == pytest.approx(tiny['scale4']['gmacs'] + pose['gmacs']['256x192'])
