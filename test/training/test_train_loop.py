@@ -1,0 +1,140 @@
+"""The training loop on a tiny PoseTrack-format dataset: the loss falls, and a killed run resumes exactly.
+
+CPU, fixed seed, the `tiny` configuration; each test takes seconds to tens of seconds here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from starpose_model.checkpoint import load_inference_model
+from starpose_model.hrnet import build_pose_net
+from starpose_training import train
+from starpose_training.train_pose import save_pose_weights
+from test.training.posetrack_fixtures import make_video, write_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory) -> Path:
+    """Two 8-frame videos with two people per frame: 32 training windows."""
+    root = tmp_path_factory.mktemp('posetrack')
+    videos = [make_video(f'00000{i}_fixture', nframes=8, labeled=tuple(range(8)), vid_id=f'00000{i}',
+                         people_per_frame=2) for i in (1, 2)]
+    write_dataset(root, videos)
+    return root
+
+
+@pytest.fixture(scope='module')
+def random_pose_weights(tmp_path_factory) -> Path:
+    """A frozen pose net of the tiny architecture (random but fixed weights are enough to train against)."""
+    torch.manual_seed(0)
+    return save_pose_weights(build_pose_net('hrnet_tiny'), tmp_path_factory.mktemp('pose') / 'pose_net.pth')
+
+
+def write_config(path: Path, data_root: Path, pose_weights: Path, out_dir: Path, **schedule) -> Path:
+    config = {
+        'out_dir': str(out_dir),
+        'model': {'name': 'tiny', 'overrides': {'target_frame': 'last'}},
+        'pose': {'checkpoint': str(pose_weights)},
+        'data': {'root': str(data_root), 'train': 'annotations/val', 'augment': True},
+        'schedule': {'epochs': 1, 'batch_size': 2, 'num_workers': 0, 'log_every': 1, 'checkpoint_every': 2,
+                     'image_every': 0, 'threads': 1, 'seed': 3, **schedule},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def read_losses(out_dir: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (out_dir / train.METRICS_FILE).read_text().splitlines()]
+    steps = [r['step'] for r in records]
+    assert steps == sorted(set(steps)), f'each step must be logged once, got {steps}'
+    return {r['step']: r['loss'] for r in records}
+
+
+def logged_steps(out_dir: Path) -> int:
+    path = out_dir / train.METRICS_FILE
+    return path.read_text().count('\n') if path.exists() else 0
+
+
+def test_smoke_run_loss_falls_and_writes_a_loadable_checkpoint(tmp_path, tiny_data, random_pose_weights):
+    # Overfit setting: the same 2 windows every step, no augmentation, constant learning rate.
+    config = write_config(tmp_path / 'smoke.yaml', tiny_data, random_pose_weights, tmp_path / 'run',
+                          epochs=15, lr=3e-3, milestones=[], image_every=6)
+    overrides = ['data.augment=false']
+    cfg = train.load_config(config, overrides)
+    mcfg = train.model_config(cfg)
+    two_windows = torch.utils.data.Subset(train.build_dataset(cfg, 'train', mcfg, mcfg.window, augment=False),
+                                          [0, 1])
+    pose_net = train.load_frozen_pose_net(cfg, mcfg.pose_arch)
+    from starpose_model.loss import CompoundLoss
+    from starpose_model.star_pose import StarPoseSR
+
+    torch.manual_seed(0)
+    task = train.SRTask(StarPoseSR(mcfg), CompoundLoss(pose_net, mcfg.loss_lambda), target=mcfg.target_frame)
+    summary = train.fit(task, two_windows, train.Schedule.from_dict(cfg['schedule']), tmp_path / 'run',
+                        train.setup_runtime('cpu'), resume=None)
+    losses = list(read_losses(tmp_path / 'run').values())
+    assert summary['steps'] == len(losses) == 15
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.9 * first, f'loss did not fall: first steps {losses[:3]}, last steps {losses[-3:]}'
+    assert list((tmp_path / 'run' / 'tensorboard').iterdir()), 'no TensorBoard event file written'
+
+    # The command-line path writes the inference checkpoint the node and bag replay load.
+    train.main([str(config), '--out', str(tmp_path / 'cli'), '--max-steps', '2'])
+    model = load_inference_model(tmp_path / 'cli' / train.FINAL_CHECKPOINT)
+    sr_image, keypoints, heatmaps = model(torch.zeros(1, mcfg.window, *mcfg.lr_size, 3, dtype=torch.uint8))
+    assert sr_image.shape == (1, 256, 192, 3) and keypoints.shape == (1, 17, 3)
+
+
+def test_stopped_run_resumes_with_the_same_losses(tmp_path, tiny_data, random_pose_weights):
+    # 16 samples / batch 2 = 8 steps per epoch; 10 steps cross an epoch boundary and an LR milestone.
+    schedule = {'epochs': 2, 'milestones': [1.0]}
+    reference = write_config(tmp_path / 'a.yaml', tiny_data, random_pose_weights, tmp_path / 'a', **schedule)
+    train.main([str(reference), '--max-steps', '10', '--set', 'data.train=annotations/val/000001_fixture.json'])
+    expected = read_losses(tmp_path / 'a')
+    assert len(expected) == 10 and len(set(expected.values())) == 10
+
+    resumed = write_config(tmp_path / 'b.yaml', tiny_data, random_pose_weights, tmp_path / 'b', **schedule)
+    args = [str(resumed), '--set', 'data.train=annotations/val/000001_fixture.json']
+    train.main([*args, '--max-steps', '5'])           # stops mid-epoch (state saved at step 5)
+    assert len(read_losses(tmp_path / 'b')) == 5
+    train.main([*args, '--max-steps', '10', '--set', 'schedule.num_workers=1'])  # worker count is irrelevant
+    assert read_losses(tmp_path / 'b') == expected
+
+
+def test_killed_process_resumes_from_its_last_checkpoint(tmp_path, tiny_data, random_pose_weights):
+    schedule = {'epochs': 1, 'checkpoint_every': 3}
+    reference = write_config(tmp_path / 'a.yaml', tiny_data, random_pose_weights, tmp_path / 'a', **schedule)
+    train.main([str(reference), '--max-steps', '8'])
+    expected = read_losses(tmp_path / 'a')
+
+    config = write_config(tmp_path / 'b.yaml', tiny_data, random_pose_weights, tmp_path / 'b', **schedule)
+    state = tmp_path / 'b' / train.STATE_FILE
+    process = subprocess.Popen([sys.executable, '-m', 'starpose_training.train', str(config), '--max-steps', '8'],
+                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (state.exists() and logged_steps(tmp_path / 'b') >= 4):
+            assert process.poll() is None, f'training exited early: {process.stderr.read().decode()[-2000:]}'
+            assert time.monotonic() < deadline, 'training made no progress'
+            time.sleep(0.05)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    killed_at = len(read_losses(tmp_path / 'b'))
+    assert 4 <= killed_at < 8
+
+    train.main([str(config), '--max-steps', '8'])
+    assert read_losses(tmp_path / 'b') == expected

@@ -1,0 +1,649 @@
+"""STAR-Pose training (`starpose-train`): one visible loop for the SR network and the pose net.
+
+The loop reads top to bottom like nanoGPT: config -> data -> models -> optimiser/schedule ->
+resume -> for each step: batch, forward under autocast, backward, step, log, checkpoint.
+What differs between SR training and pose-net training is a small *task* object (the trainable
+module, its loss on a batch and its TensorBoard pictures); `SRTask` lives here, `PoseTask` in
+`train_pose.py`. Everything else (DDP, AMP, the paper's LR schedule, exact resume, logging) is
+this one loop.
+
+Exact resume: a run is a deterministic function of the config. The per-epoch sample order is a
+seeded permutation (DistributedSampler); every sample's random augmentation is a pure function
+of (seed, epoch, index) (the dataset's `set_epoch`, as `PoseTrackWindows` does it); and the
+training state saved every `checkpoint_every` steps holds model, optimiser, scheduler, grad
+scaler, python/numpy/torch RNG states and the data position (epoch, samples consumed in it).
+A killed run resumed from its last state repeats the uninterrupted run's losses step for step
+and loses at most one checkpoint interval.
+
+Usage::
+
+    starpose-train training/configs/paper_64x48.yaml --set data.root=/data/posetrack18
+    torchrun --nproc_per_node 4 -m starpose_training.train training/configs/paper_64x48.yaml
+    starpose-train CONFIG --stage pose    # only train the pose net
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from starpose_model.hrnet import imagenet_normalize
+
+CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
+STATE_FILE = 'train_state.pt'
+METRICS_FILE = 'metrics.jsonl'
+FINAL_CHECKPOINT = 'starpose.pt'
+PAPER_EPOCHS = 300
+PAPER_MILESTONES = (170, 260)
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration: YAML files, `extends:` inheritance and `--set a.b=value` overrides.
+# --------------------------------------------------------------------------------------------
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
+    """A config path as given, or the name of a shipped config (`paper_64x48`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / (path.name if path.suffix == '.yaml' else f'{path.name}.yaml')
+    if shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f'training config {name_or_path!s} not found (nor {shipped})')
+
+
+def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = None) -> dict:
+    """Read a YAML config, following `extends:` (relative to the file), then apply overrides."""
+    path = resolve_config_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f'{path}: invalid YAML: {err}') from err
+    if not isinstance(raw, dict):
+        raise ValueError(f'{path}: a training config must be a mapping, got {type(raw).__name__}')
+    parent = raw.pop('extends', None)
+    config = _merge(load_config(path.parent / parent), raw) if parent else raw
+    for item in overrides or []:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ValueError(f'override {item!r} must look like section.key=value')
+        node = config
+        *parents, leaf = key.split('.')
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f'override {item!r}: {part!r} is not a section')
+        node[leaf] = yaml.safe_load(value)
+    return config
+
+
+@dataclass
+class Schedule:
+    """The optimisation recipe; defaults are the paper's (Adam 1e-3, x0.1 at 170/260 of 300)."""
+
+    epochs: int = PAPER_EPOCHS
+    batch_size: int = 32
+    lr: float = 1e-3
+    milestones: list[float] | None = None   # epochs; None = the paper's, scaled to `epochs`
+    gamma: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    seed: int = 0
+    amp: str = 'auto'                       # auto | bf16 | fp16 | off
+    num_workers: int = 2
+    checkpoint_every: int = 500             # steps
+    log_every: int = 10                     # steps
+    image_every: int = 500                  # steps; 0 = never
+    max_steps: int | None = None            # stop early (time-bounded runs, tests)
+    threads: int | None = None              # torch.set_num_threads on CPU
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> Schedule:
+        """Build from a config section, rejecting unknown keys by name."""
+        values = dict(values or {})
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f'unknown schedule keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}')
+        return cls(**values)
+
+    def milestone_epochs(self) -> list[float]:
+        """LR decay epochs: given ones, or the paper's 170/260 scaled from 300 to `epochs`."""
+        if self.milestones is not None:
+            return list(self.milestones)
+        return [m * self.epochs / PAPER_EPOCHS for m in PAPER_MILESTONES]
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed set-up (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK).
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Runtime:
+    """Where this process runs: device, rank and world size."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 logs, writes checkpoints and shows progress."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """More than one process (torchrun)."""
+        return self.world_size > 1
+
+
+def setup_runtime(device: str | None = None) -> Runtime:
+    """Join the torchrun process group if there is one (NCCL on CUDA, gloo on CPU)."""
+    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    rank = int(os.environ.get('RANK', '0'))
+    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+    use_cuda = torch.cuda.is_available() and device != 'cpu'
+    if device and device.startswith('cuda') and not torch.cuda.is_available():
+        raise RuntimeError(f'device {device!r} requested but CUDA is not available')
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        torch_device = torch.device('cuda', local_rank)
+    else:
+        torch_device = torch.device('cpu')
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend='nccl' if use_cuda else 'gloo')
+    return Runtime(torch_device, rank, world_size, local_rank)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for `mode` (`auto` = bf16 where supported on CUDA, fp16 else; off on CPU)."""
+    if mode == 'off' or (mode == 'auto' and device.type != 'cuda'):
+        return None
+    if mode == 'auto':
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode in ('bf16', 'fp16'):
+        return torch.bfloat16 if mode == 'bf16' else torch.float16
+    raise ValueError(f'schedule.amp must be auto, bf16, fp16 or off, got {mode!r}')
+
+
+# --------------------------------------------------------------------------------------------
+# Data order and per-sample randomness that survive a resume.
+# --------------------------------------------------------------------------------------------
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (seeded permutation per epoch) that can start part-way into an epoch."""
+
+    def __init__(self, dataset: Dataset, runtime: Runtime, seed: int):
+        super().__init__(dataset, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True,
+                         seed=seed, drop_last=True)
+        self.skip = 0
+
+    def set_position(self, epoch: int, samples_done: int) -> None:
+        """Iterate epoch `epoch` from its `samples_done`-th sample (of this rank) onwards."""
+        self.set_epoch(epoch)
+        self.skip = samples_done
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack tensors/arrays; keep other metadata as lists."""
+    batch = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], np.ndarray) and values[0].dtype != object:
+            batch[key] = torch.from_numpy(np.stack(values))
+        else:
+            batch[key] = values
+    return batch
+
+
+# --------------------------------------------------------------------------------------------
+# Models and the SR task.
+# --------------------------------------------------------------------------------------------
+
+def freeze(module: torch.nn.Module) -> torch.nn.Module:
+    """Eval mode and no gradients: the frozen pose net of the paper."""
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
+
+
+def target_frame(lr_frames: torch.Tensor, which: str) -> torch.Tensor:
+    """The target frame of `[B, T, 3, h, w]` windows (`last` = causal, `center` = offline)."""
+    index = lr_frames.shape[1] - 1 if which == 'last' else lr_frames.shape[1] // 2
+    return lr_frames[:, index]
+
+
+def image_grid(columns: list[torch.Tensor], max_rows: int = 4) -> torch.Tensor:
+    """`[3, H, W]` picture: one row per sample, one column per tensor (`[B, 3, H, W]` in [0, 1])."""
+    height, width = columns[-1].shape[-2:]
+    resized = [F.interpolate(c[:max_rows].float(), size=(height, width), mode='nearest') for c in columns]
+    rows = torch.cat(resized, dim=3)                   # [rows, 3, H, W * columns]
+    return torch.cat(list(rows), dim=1).clamp(0, 1)    # [3, H * rows, W * columns]
+
+
+def heatmap_picture(image: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
+    """HR image darkened, with the max over joint heatmaps in red (for TensorBoard)."""
+    peak = heatmaps.float().amax(dim=1, keepdim=True).clamp(0, 1)
+    peak = F.interpolate(peak, size=image.shape[-2:], mode='bilinear', align_corners=False)
+    return (0.5 * image.float() + torch.cat([peak, torch.zeros_like(peak), torch.zeros_like(peak)], 1)).clamp(0, 1)
+
+
+@dataclass
+class SRTask:
+    """STAR-Pose SR training: trainable SR net, the compound loss of eq. 7 (with the frozen pose net)."""
+
+    sr_net: torch.nn.Module
+    loss_fn: Any  # starpose_model.loss.CompoundLoss: holds the frozen pose net and lambda
+    target: str = 'center'
+    name: str = 'sr'
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The module the optimiser trains."""
+        return self.sr_net
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Compound loss of one batch; `model` is the (possibly DDP-wrapped) SR net."""
+        sr = model(batch['lr_frames'])
+        terms = self.loss_fn(sr.float(), batch['hr_image'], batch['heatmaps'], batch['target_weight'])
+        return terms['total'], {'pixel': terms['pixel'], 'pose': terms['pose']}
+
+    @torch.no_grad()
+    def pictures(self, batch: dict) -> torch.Tensor:
+        """LR (target frame) | bicubic | SR | HR | SR heatmaps | GT heatmaps."""
+        lr = target_frame(batch['lr_frames'], self.target)
+        hr = batch['hr_image']
+        bicubic = F.interpolate(lr.float(), size=hr.shape[-2:], mode='bicubic', align_corners=False)
+        sr = self.sr_net(batch['lr_frames']).float().clamp(0, 1)
+        predicted = self.loss_fn.pose_net(imagenet_normalize(sr))
+        return image_grid([lr, bicubic, sr, hr, heatmap_picture(sr, predicted),
+                           heatmap_picture(hr, batch['heatmaps'])])
+
+
+# --------------------------------------------------------------------------------------------
+# Training state on disk: written atomically (tmp + rename), read back exactly.
+# --------------------------------------------------------------------------------------------
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to `path` so that a crash mid-write never leaves a truncated file behind."""
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def rng_states() -> dict:
+    """Python, numpy, torch (and CUDA) RNG states of this process."""
+    states = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states['cuda'] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what `rng_states` saved."""
+    random.setstate(states['python'])
+    np.random.set_state(states['numpy'])
+    torch.set_rng_state(states['torch'])
+    if 'cuda' in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states['cuda'])
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP wrapper."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _move(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop log lines written after the state we resume from, so the log has each step once."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines() if line and json.loads(line)['step'] <= last_step]
+    path.write_text(''.join(f'{line}\n' for line in lines))
+
+
+# --------------------------------------------------------------------------------------------
+# The loop.
+# --------------------------------------------------------------------------------------------
+
+def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike, runtime: Runtime,
+        resume: str | None = 'auto', val_fn=None, config: dict | None = None) -> dict:
+    """Train `task.model` on `train_set`; returns a summary (steps, final losses, time).
+
+    `resume`: `auto` continues from `out_dir/train_state.pt` when it exists, a path resumes from
+    that file, None starts fresh. `val_fn(model) -> dict` runs on rank 0 after each epoch.
+    """
+    out_dir = Path(out_dir)
+    device = runtime.device
+    if runtime.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if schedule.threads and device.type == 'cpu':
+        torch.set_num_threads(schedule.threads)
+    seed_everything(schedule.seed + runtime.rank)
+
+    # Data: seeded per-epoch order (sharded across ranks); the dataset's random augmentation is a
+    # pure function of (seed, epoch, index) (`set_epoch`), so it does not depend on where we resume.
+    sampler = ResumableSampler(train_set, runtime, schedule.seed)
+    batch_size = schedule.batch_size // runtime.world_size
+    if batch_size < 1 or len(sampler) < batch_size:
+        raise ValueError(f'dataset of {len(train_set)} samples is too small for batch {schedule.batch_size} '
+                         f'on {runtime.world_size} process(es)')
+    steps_per_epoch = len(sampler) // batch_size
+    total_steps = schedule.epochs * steps_per_epoch
+    if schedule.max_steps is not None:
+        total_steps = min(total_steps, schedule.max_steps)
+
+    # Model, optimiser, the paper's step schedule (milestones converted to optimiser steps).
+    model = task.model.to(device)
+    model.train()
+    if runtime.distributed:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    milestones = [round(m * steps_per_epoch) for m in schedule.milestone_epochs()]
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=schedule.gamma)
+    dtype = amp_dtype(schedule.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    # Resume: everything that makes the next step identical to the uninterrupted run's.
+    step, epoch, samples_done = 0, 0, 0
+    state_path = Path(resume) if resume not in (None, 'auto') else out_dir / STATE_FILE
+    if resume is not None and state_path.exists():
+        state = torch.load(state_path, map_location='cpu', weights_only=False)
+        unwrap(model).load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        scaler.load_state_dict(state['scaler'])
+        set_rng_states(state['rng'][runtime.rank] if runtime.rank < len(state['rng']) else state['rng'][0])
+        step, epoch, samples_done = state['step'], state['epoch'], state['samples_done']
+        if runtime.is_main:
+            _truncate_metrics(out_dir / METRICS_FILE, step)
+            print(f'[{task.name}] resumed from {state_path} at step {step} (epoch {epoch})')
+    elif resume not in (None, 'auto'):
+        raise FileNotFoundError(f'resume state {state_path} does not exist')
+
+    def save_state() -> None:
+        rngs = [None] * runtime.world_size
+        if runtime.distributed:
+            dist.all_gather_object(rngs, rng_states())
+        else:
+            rngs = [rng_states()]
+        if runtime.is_main:
+            atomic_save({'step': step, 'epoch': epoch, 'samples_done': samples_done,
+                         'model': unwrap(model).state_dict(), 'optimizer': optimizer.state_dict(),
+                         'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(), 'rng': rngs,
+                         'config': config, 'task': task.name}, out_dir / STATE_FILE)
+
+    writer = None
+    metrics_log = None
+    if runtime.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out_dir / 'tensorboard'))
+        metrics_log = (out_dir / METRICS_FILE).open('a')
+    progress = tqdm(total=total_steps, initial=step, desc=task.name, disable=not runtime.is_main,
+                    dynamic_ncols=True, mininterval=2.0)
+    started, losses = time.time(), []
+    while step < total_steps:
+        if hasattr(train_set, 'set_epoch'):
+            train_set.set_epoch(epoch)
+        sampler.set_position(epoch, samples_done)
+        loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
+                            num_workers=schedule.num_workers, collate_fn=collate,
+                            pin_memory=device.type == 'cuda',
+                            generator=torch.Generator().manual_seed(schedule.seed + epoch))
+        for batch in loader:
+            batch = _move(batch, device)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss, parts = task.loss(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f'[{task.name}] loss is {loss.item()} at step {step}; '
+                                         f'last good state: {out_dir / STATE_FILE}')
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if schedule.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(trainable, schedule.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            samples_done += batch_size
+            losses.append(loss.item())
+
+            if step % schedule.log_every == 0 or step == total_steps:
+                values = {'loss': loss.detach(), **{k: v.detach() for k, v in parts.items()}}
+                if runtime.distributed:
+                    for value in values.values():
+                        dist.all_reduce(value, op=dist.ReduceOp.AVG)
+                if runtime.is_main:
+                    record = {'step': step, 'epoch': epoch, 'lr': scheduler.get_last_lr()[0],
+                              **{k: float(v) for k, v in values.items()}}
+                    metrics_log.write(json.dumps(record) + '\n')
+                    metrics_log.flush()
+                    for key, value in record.items():
+                        if key not in ('step', 'epoch'):
+                            writer.add_scalar(f'{task.name}/{key}', value, step)
+                    progress.set_postfix(loss=f'{record["loss"]:.4f}', lr=f'{record["lr"]:.1e}')
+            if runtime.is_main and schedule.image_every and step % schedule.image_every == 0:
+                unwrap(model).eval()
+                writer.add_image(f'{task.name}/samples', task.pictures(batch), step)
+                unwrap(model).train()
+            if step % schedule.checkpoint_every == 0 or step == total_steps:
+                save_state()
+            progress.update(1)
+            if step >= total_steps:
+                break
+        else:  # epoch finished
+            epoch, samples_done = epoch + 1, 0
+            if val_fn is not None and runtime.is_main:
+                unwrap(model).eval()
+                for key, value in val_fn(unwrap(model)).items():
+                    writer.add_scalar(f'{task.name}/val_{key}', value, step)
+                unwrap(model).train()
+    progress.close()
+    if runtime.is_main:
+        metrics_log.close()
+        writer.close()
+    return {'steps': step, 'epochs_done': epoch, 'seconds': time.time() - started,
+            'first_losses': losses[:5], 'last_losses': losses[-5:]}
+
+
+# --------------------------------------------------------------------------------------------
+# Stages: pose net (trained here or loaded), then SR training; the final inference checkpoint.
+# --------------------------------------------------------------------------------------------
+
+def model_config(config: dict):
+    """The StarPoseConfig a training config selects (`model.name`, `model.ablation`, `model.overrides`)."""
+    from starpose_model.config import get_config
+
+    section = config.get('model') or {}
+    if 'name' not in section:
+        raise ValueError('training config: model.name is missing (a starpose_model.config preset, e.g. tiny)')
+    return get_config(section['name'], section.get('ablation'), **(section.get('overrides') or {}))
+
+
+def _data_path(data: dict, key: str) -> Path:
+    if not data.get(key):
+        raise ValueError(f'training config: data.{key} is missing')
+    path = Path(data[key])
+    return path if path.is_absolute() else Path(data.get('root', '.')) / path
+
+
+def build_dataset(config: dict, split: str, mcfg, window: int, seed: int = 0, augment: bool | None = None) -> Dataset:
+    """PoseTrack windows of `split` (`data.train` / `data.val`: annotation dir or JSON under `data.root`).
+
+    Frame files are `data.root / file_name`, as PoseTrack's JSON names them. Training splits use
+    the paper's augmentation (`data.augment`: true, false or AugmentConfig fields).
+    """
+    from starpose_training.augment import AugmentConfig
+    from starpose_training.dataset import PoseTrackWindows
+
+    data = config.get('data') or {}
+    augment_setting = data.get('augment', True) if augment is None else augment
+    augmentation = None
+    if split == 'train' and augment_setting:
+        augmentation = AugmentConfig(**augment_setting) if isinstance(augment_setting, dict) else AugmentConfig()
+    return PoseTrackWindows(_data_path(data, split), data.get('root', '.'), window=window,
+                            target_frame=mcfg.target_frame, scale=mcfg.scale, augment=augmentation,
+                            seed=seed,
+                            blur_sigma=data.get('blur_sigma'))
+
+
+def _pose_weights_path(config: dict) -> Path:
+    pose = config.get('pose') or {}
+    if pose.get('checkpoint'):
+        return Path(pose['checkpoint'])
+    from starpose_training.train_pose import POSE_WEIGHTS_FILE
+    return Path(config['out_dir']) / 'pose' / POSE_WEIGHTS_FILE
+
+
+def run_pose_stage(config: dict, runtime: Runtime, resume: str | None = 'auto') -> Path:
+    """Train the pose net on HR crops (config `pose.train` = a schedule); returns its weights file.
+
+    Its training state and logs live next to the weights (`pose.checkpoint`, default
+    `OUT/pose/pose_net.pth`), so several SR runs can share one pose net.
+    """
+    from starpose_model.hrnet import build_pose_net
+    from starpose_training.train_pose import PoseTask, save_pose_weights
+
+    mcfg = model_config(config)
+    pose = config.get('pose') or {}
+    schedule = Schedule.from_dict(pose.get('train'))
+    train_set = build_dataset(config, 'train', mcfg, window=1, seed=schedule.seed)
+    seed_everything(schedule.seed)  # the initial weights are part of the run
+    pose_net = build_pose_net(mcfg.pose_arch)
+    path = _pose_weights_path(config)
+    summary = fit(PoseTask(pose_net), train_set, schedule, path.parent, runtime, resume=resume, config=config)
+    if runtime.is_main:
+        save_pose_weights(pose_net, path)
+        print(f'[pose] {summary["steps"]} steps in {summary["seconds"]:.0f} s -> {path}')
+    return path
+
+
+def load_frozen_pose_net(config: dict, arch: str) -> torch.nn.Module:
+    """The pose net the SR network is trained against, loaded strictly and frozen."""
+    from starpose_model.hrnet import build_pose_net, load_pose_checkpoint
+
+    path = _pose_weights_path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f'pose net weights {path} do not exist: set pose.checkpoint to an official/mmpose '
+                                f'HRNet checkpoint, or give pose.train and run the pose stage first')
+    return freeze(load_pose_checkpoint(build_pose_net(arch), path))
+
+
+def run_sr_stage(config: dict, runtime: Runtime, resume: str | None = 'auto') -> Path | None:
+    """Train STAR-Pose's SR network against the frozen pose net; returns the inference checkpoint."""
+    from starpose_model.checkpoint import save_checkpoint
+    from starpose_model.loss import CompoundLoss
+    from starpose_model.star_pose import StarPoseSR
+
+    mcfg = model_config(config)
+    schedule = Schedule.from_dict(config.get('schedule'))
+    train_set = build_dataset(config, 'train', mcfg, window=mcfg.window, seed=schedule.seed)
+    pose_net = load_frozen_pose_net(config, mcfg.pose_arch).to(runtime.device)
+    seed_everything(schedule.seed)  # the initial weights are part of the run
+    task = SRTask(StarPoseSR(mcfg), CompoundLoss(pose_net, mcfg.loss_lambda), target=mcfg.target_frame)
+    out_dir = Path(config['out_dir'])
+    summary = fit(task, train_set, schedule, out_dir, runtime, resume=resume, config=config)
+    if not runtime.is_main:
+        return None
+    path = out_dir / FINAL_CHECKPOINT
+    tmp = out_dir / f'.{FINAL_CHECKPOINT}.tmp'
+    save_checkpoint(tmp, task.sr_net.cpu(), pose_net.cpu(), mcfg,
+                    extra={'steps': summary['steps'], 'train_config': yaml.safe_dump(config)})
+    os.replace(tmp, path)
+    print(f'[sr] {summary["steps"]} steps in {summary["seconds"]:.0f} s -> {path}')
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`starpose-train CONFIG [--stage all|pose|sr] [--set key=value ...] [--resume auto|none|PATH]`."""
+    parser = argparse.ArgumentParser(prog='starpose-train', description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='YAML file or the name of a shipped config (training/configs/)')
+    parser.add_argument('--stage', choices=('all', 'pose', 'sr'), default='all',
+                        help='all: train the pose net first when pose.train is set and its weights are missing')
+    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                        help='override a config value, e.g. --set schedule.epochs=10 (repeatable)')
+    parser.add_argument('--out', help='output directory (overrides out_dir)')
+    parser.add_argument('--resume', default='auto',
+                        help='auto (continue from OUT/train_state.pt if present), none, or a state file')
+    parser.add_argument('--max-steps', type=int, help='stop after this many optimiser steps (per stage)')
+    parser.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    args = parser.parse_args(argv)
+
+    overrides = list(args.overrides)
+    if args.out:
+        overrides.append(f'out_dir={args.out}')
+    config = load_config(args.config, overrides)
+    if args.max_steps is not None:
+        for section in (config.setdefault('schedule', {}), (config.get('pose') or {}).get('train')):
+            if isinstance(section, dict):
+                section['max_steps'] = args.max_steps
+    config.setdefault('out_dir', f'outputs/train/{resolve_config_path(args.config).stem}')
+    resume = None if args.resume == 'none' else args.resume
+    runtime = setup_runtime(args.device)
+    try:
+        pose_weights = _pose_weights_path(config)
+        needs_pose = args.stage == 'pose' or (args.stage == 'all' and not pose_weights.is_file())
+        if needs_pose:
+            if not (config.get('pose') or {}).get('train'):
+                raise FileNotFoundError(f'pose net weights {pose_weights} do not exist and the config has no '
+                                        f'pose.train schedule to train them')
+            run_pose_stage(config, runtime, resume)
+            if runtime.distributed:
+                dist.barrier()
+        if args.stage in ('all', 'sr'):
+            run_sr_stage(config, runtime, resume)
+    finally:
+        if runtime.distributed:
+            dist.destroy_process_group()
+
+
+if __name__ == '__main__':
+    main()
