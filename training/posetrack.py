@@ -310,3 +310,37 @@ def check_frames_exist(videos: list[PoseTrackVideo], image_root: str | Path) -> 
             if not (root / image.file_name).is_file():
                 raise FileNotFoundError(f'{video.source}: frame {image.file_name!r} (image id {image.id}) '
                                         f'not found under image root {root}')
+
+
+def video_to_json(video: PoseTrackVideo) -> dict:
+    """PoseTrack18-format dict of a video (ground truth or predictions), as the readers expect it."""
+    images = []
+    for image in video.images:
+        entry = {'id': image.id, 'file_name': image.file_name, 'vid_id': image.vid_id, 'frame_id': image.frame_id,
+                 'nframes': len(video.images), 'is_labeled': image.is_labeled}
+        if image.ignore_regions:
+            entry['ignore_regions_x'] = [region[:, 0].tolist() for region in image.ignore_regions]
+            entry['ignore_regions_y'] = [region[:, 1].tolist() for region in image.ignore_regions]
+        images.append(entry)
+    annotations = []
+    for image in video.images:
+        for person in video.people_in(image):
+            entry = {'image_id': image.id, 'category_id': 1, 'keypoints': person.keypoints.ravel().tolist()}
+            optional = {'id': person.id, 'track_id': person.track_id, 'person_id': person.person_id,
+                        'score': person.score}
+            entry.update({key: value for key, value in optional.items() if value is not None})
+            for key, array in (('bbox', person.bbox_xywh), ('bbox_head', person.bbox_head_xywh),
+                               ('scores', person.scores)):
+                if array is not None:
+                    entry[key] = array.tolist()
+            annotations.append(entry)
+    categories = [{'supercategory': 'person', 'id': 1, 'name': 'person', 'keypoints': list(POSETRACK_KEYPOINT_NAMES)}]
+    return {'images': images, 'annotations': annotations, 'categories': categories}
+
+
+def write_posetrack_video(video: PoseTrackVideo, path: str | Path) -> Path:
+    """Write a video as one PoseTrack18-format JSON file (creating the directory)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(video_to_json(video)))
+    return path
