@@ -111,3 +111,22 @@ def test_missing_frame_file_is_named(tmp_path):
     (tmp_path / 'images/val/000001_fixture/000004.png').unlink()
     with pytest.raises(FileNotFoundError, match='000004.png'):
         check_frames_exist(read_posetrack(ann_dir), tmp_path)
+
+
+def test_reads_synthetic_generator_output(tmp_path):
+    from starpose_training.dataset import PoseTrackWindows
+    from starpose_training.metrics.poseval import evaluate_posetrack_ap
+    from starpose_training.synthetic import generate_dataset
+
+    generate_dataset(tmp_path, 'small', seed=3)
+    per_video = read_posetrack(tmp_path / 'annotations/val')
+    merged = read_posetrack(tmp_path / 'annotations/val.json')
+    assert len(per_video) == len(merged) >= 1
+    assert [len(v.images) for v in per_video] == [len(v.images) for v in merged]
+    check_frames_exist(per_video, tmp_path)
+    people = [p for v in per_video for ps in v.people.values() for p in ps]
+    assert people and all(not p.annotated[[3, 4]].any() for p in people)
+    assert all(p.bbox_xywh is not None and p.bbox_head_xywh is not None for p in people)
+    windows = PoseTrackWindows(per_video, tmp_path, window=5, scale=4)
+    assert len(windows) > 0 and windows[0]['lr_frames'].shape == (5, 3, 64, 48)
+    assert evaluate_posetrack_ap(list(zip(per_video, merged, strict=True))).parts['Total'] == 100.0
