@@ -1,0 +1,158 @@
+"""Helpers for the node tests: the tiny test model, the node in its own process, a ROS client.
+
+The node always runs as `python -m starpose_ros.node` in a child process (as `ros2 run` would
+start it), and the tests talk to it only through ROS: lifecycle services, parameters, topics.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import rclpy
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.srv import SetParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+
+from test.conftest import REPO_ROOT
+
+
+def tiny_onnx_model(pytest_config) -> Path:
+    """A randomly initialised `tiny` model exported to ONNX, cached across test sessions.
+
+    The cache key hashes the model package's sources and the torch version, so a change to the
+    network is always re-exported. Node tests must not depend on trained accuracy, only on
+    shapes, plumbing and timing.
+    """
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256(torch.__version__.encode())
+    for source in sorted((REPO_ROOT / 'starpose_model').glob('*.py')):
+        digest.update(source.name.encode() + source.read_bytes())
+    path = pytest_config.cache.mkdir('starpose_models') / f'tiny_random_{digest.hexdigest()[:16]}.onnx'
+    if not path.exists():
+        from starpose_model.export import export_onnx, random_model
+
+        torch.set_num_threads(2)
+        partial = path.with_suffix('.partial.onnx')
+        export_onnx(random_model('tiny', seed=0), partial)
+        partial.replace(path)
+    return path
+
+
+def _parameter_text(value) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (list, tuple)):
+        return '[' + ','.join(f"'{v}'" for v in value) + ']'
+    return str(value)
+
+
+class NodeProcess:
+    """`python -m starpose_ros.node` in a child process, its output captured in a log file."""
+
+    def __init__(self, log_path: Path, namespace: str, parameters: dict, name: str = 'starpose_node'):
+        self.name = name
+        self.fqn = f'{namespace.rstrip("/")}/{name}'
+        self.log_path = log_path
+        command = [sys.executable, '-m', 'starpose_ros.node', '--ros-args', '-r', f'__ns:={namespace}',
+                   '-r', f'__node:={name}']
+        for key, value in parameters.items():
+            command += ['-p', f'{key}:={_parameter_text(value)}']
+        self._log = open(log_path, 'w')  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """Ctrl-C the node (a clean shutdown) and return its exit code; kill it if it hangs."""
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+class RosClient:
+    """A client node spinning in a background thread, with blocking helpers for services and topics."""
+
+    def __init__(self, context, name: str = 'starpose_test_client'):
+        self.node = rclpy.create_node(name, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self._thread.join(timeout=5)
+        self.node.destroy_node()
+
+    def call(self, srv_type, service: str, request, timeout: float = 30.0):
+        """Call a service and wait for the response (raises TimeoutError naming the service)."""
+        client = self.node.create_client(srv_type, service)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'service {service} did not appear within {timeout} s')
+            done = threading.Event()
+            future = client.call_async(request)
+            future.add_done_callback(lambda _: done.set())
+            if not done.wait(timeout):
+                raise TimeoutError(f'no response from {service} within {timeout} s')
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def change_state(self, node_fqn: str, transition_id: int, timeout: float = 60.0) -> bool:
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        return self.call(ChangeState, f'{node_fqn}/change_state', request, timeout).success
+
+    def get_state(self, node_fqn: str) -> str:
+        return self.call(GetState, f'{node_fqn}/get_state', GetState.Request()).current_state.label
+
+    def set_parameters(self, node_fqn: str, **values) -> list:
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
+        return list(self.call(SetParameters, f'{node_fqn}/set_parameters', request).results)
+
+    def collect(self, msg_type, topic: str, qos=10, stamp_received: bool = False) -> list:
+        """Append every message on `topic` to the returned list (with receipt time_ns if asked)."""
+        received = []
+        append = (lambda msg: received.append((msg, time.time_ns()))) if stamp_received else received.append
+        self.node.create_subscription(msg_type, topic, append, qos)
+        return received
+
+    @staticmethod
+    def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(interval)
+        return bool(predicate())
+
+
+def diagnostics_of(messages: list, node_fqn: str) -> dict[str, str]:
+    """Key/values of the newest /diagnostics status the node with `node_fqn` published."""
+    for message in reversed(messages):
+        for status in message.status:
+            if status.hardware_id == node_fqn:
+                return {kv.key: kv.value for kv in status.values}
+    return {}
