@@ -13,7 +13,7 @@ import numpy as np
 
 # Part ids inside one person's label-map value (see render.py); order is not drawing order.
 PART_NAMES = ('torso', 'neck', 'head', 'hair', 'l_upper_arm', 'l_forearm', 'r_upper_arm', 'r_forearm',
-              'l_hand', 'r_hand', 'l_thigh', 'l_shin', 'r_thigh', 'r_shin', 'l_foot', 'r_foot')
+              'l_hand', 'r_hand', 'l_thigh', 'l_shin', 'r_thigh', 'r_shin', 'l_foot', 'r_foot', 'eyes')
 PART_ID = {name: k for k, name in enumerate(PART_NAMES)}
 
 # PoseTrack channels (starpose_model.keypoints.POSETRACK_KEYPOINT_NAMES); ears stay unannotated.
@@ -93,6 +93,10 @@ def body_points(angles: PoseAngles, prop: Proportions) -> dict[str, np.ndarray]:
     yaw = angles.head_yaw
     upper['nose'] = upper['head'] + 0.8 * prop.head_radius * np.array([np.sin(yaw), -0.2, np.cos(yaw)])
     upper['face'] = upper['head'] + [np.sin(yaw), 0.0, np.cos(yaw)]  # unit direction marker, not a point
+    for side, tag in ((1.0, 'l'), (-1.0, 'r')):
+        x, z = side * 0.38, 0.85
+        upper[f'{tag}_eye'] = upper['head'] + prop.head_radius * np.array(
+            [x * np.cos(yaw) + z * np.sin(yaw), 0.1, -x * np.sin(yaw) + z * np.cos(yaw)])
     for k, (side, tag) in enumerate(((1.0, 'l'), (-1.0, 'r'))):
         shoulder = chest + [side * prop.shoulder_half, 0.0, 0.0]
         elbow = shoulder + prop.upper_arm * _direction(angles.shoulder_flex[k], angles.shoulder_abd[k], side)
@@ -173,13 +177,19 @@ def project(points: dict[str, np.ndarray], prop: Proportions, heading: float, fo
     for side in 'lr':
         parts.append((PART_ID[f'{side}_hand'], at[f'{side}_hand'][None], np.array([radius(0.032)]),
                       depth[f'{side}_hand'] + 0.01))
+    # Head: hair all round, the face drawn over it on the side the person looks to (none from behind),
+    # eyes where the face is turned to the camera and large enough.
     head_r = radius(prop.head_radius)
-    parts.append((PART_ID['head'], at['head'][None], np.array([head_r]), depth['head'] + 0.02))
-    # Hair covers the top of the head and, turned away from the camera, the back of it.
+    head_depth = depth['head'] + 0.02
     face_x = face[0] * c + face[2] * s  # sideways component of the face direction in the image
-    towards = max(0.0, facing)
-    hair_center = at['head'] + head_r * np.array([-0.35 * face_x, -0.05 - 0.45 * towards])
-    parts.append((PART_ID['hair'], hair_center[None], np.array([head_r * (0.88 + 0.12 * max(0.0, -facing))]),
-                  depth['head'] + 0.021))
+    parts.append((PART_ID['hair'], (at['head'] + head_r * np.array([-0.1 * face_x, -0.12]))[None],
+                  np.array([1.02 * head_r]), head_depth))
+    if facing > -0.3:
+        parts.append((PART_ID['head'], (at['head'] + head_r * np.array([0.18 * face_x, 0.12]))[None],
+                      np.array([0.86 * head_r]), head_depth + 0.001))
+    if facing > 0.3 and head_r >= 5.0:
+        for side in 'lr':
+            parts.append((PART_ID['eyes'], at[f'{side}_eye'][None], np.array([max(1.0, 0.13 * head_r)]),
+                          head_depth + 0.002))
     joints = np.stack([at[n] for n in _JOINT_POINTS])
     return Projected(joints=joints, facing_camera=facing, parts=parts, head_center=at['head'], head_radius=head_r)

@@ -79,7 +79,7 @@ def _preview(args) -> int:
     print(f'contact sheet: {path} ({path.stat().st_size // 1024} KB)')
     if args.gif:
         gif_frames = load_frames(args.dataset, args.split, args.sequence, args.gif_frames, args.scale)
-        gif = save_gif(gif_frames, args.gif, args.gif_fps)
+        gif = save_gif(gif_frames, args.gif, args.gif_fps, args.max_width)
         print(f'gif: {gif} ({gif.stat().st_size // 1024} KB)')
     return 0
 
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument('--frames', type=int, default=8, help='frames on the contact sheet (evenly spaced)')
     pre.add_argument('--columns', type=int, default=4)
     pre.add_argument('--scale', type=float, default=1.0, help='upscale frames before drawing (tiny people)')
-    pre.add_argument('--max-width', type=int, help='shrink the sheet to this width')
+    pre.add_argument('--max-width', type=int, help='shrink the sheet and the GIF frames to this width')
     pre.add_argument('--quantize', action='store_true', help='256-colour PNG (small files for docs)')
     pre.add_argument('--out', default='outputs/synth_preview.png')
     pre.add_argument('--gif', help='also write an animated GIF here')

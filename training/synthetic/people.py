@@ -67,7 +67,7 @@ class Appearance:
         pants = (self.pants, self.pants_secondary, self.pants_pattern)
         skin = (self.skin, None, 'plain')
         colours = {PART_ID['torso']: shirt, PART_ID['neck']: skin, PART_ID['head']: skin,
-                   PART_ID['hair']: (self.hair, None, 'plain')}
+                   PART_ID['hair']: (self.hair, None, 'plain'), PART_ID['eyes']: ((30, 24, 22), None, 'plain')}
         for side in 'lr':
             colours[PART_ID[f'{side}_upper_arm']] = shirt
             colours[PART_ID[f'{side}_forearm']] = shirt if self.long_sleeves else skin

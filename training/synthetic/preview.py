@@ -88,14 +88,19 @@ def contact_sheet(frames: list[np.ndarray], columns: int = 4, gap: int = 4) -> n
     return sheet
 
 
+def shrink(image: np.ndarray, max_width: int | None) -> np.ndarray:
+    """The image scaled down (area interpolation) to at most `max_width` pixels wide."""
+    if max_width and image.shape[1] > max_width:
+        factor = max_width / image.shape[1]
+        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    return image
+
+
 def save_png(image: np.ndarray, path: str | Path, max_width: int | None = None, quantize: bool = False) -> Path:
     """Write an RGB image as PNG, optionally shrunk to `max_width` and reduced to a 256-colour palette."""
     from PIL import Image
 
-    if max_width and image.shape[1] > max_width:
-        factor = max_width / image.shape[1]
-        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-    picture = Image.fromarray(image)
+    picture = Image.fromarray(shrink(image, max_width))
     if quantize:
         picture = picture.quantize(256)
     path = Path(path)
@@ -104,12 +109,12 @@ def save_png(image: np.ndarray, path: str | Path, max_width: int | None = None, 
     return path
 
 
-def save_gif(frames: list[np.ndarray], path: str | Path, fps: float = 10.0) -> Path:
-    """Write frames as a looping animated GIF."""
+def save_gif(frames: list[np.ndarray], path: str | Path, fps: float = 10.0, max_width: int | None = None) -> Path:
+    """Write frames as a looping animated GIF (each shrunk to `max_width`)."""
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pictures = [Image.fromarray(f).quantize(256) for f in frames]
+    pictures = [Image.fromarray(shrink(f, max_width)).quantize(256) for f in frames]
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=int(1000 / fps), loop=0)
     return path
