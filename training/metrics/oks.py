@@ -5,10 +5,10 @@ The PoseTrack ground truth becomes a COCO keypoint set: one image per labeled fr
 visible joints. COCOeval only scores GT joints with visibility > 0, and PoseTrack's ears are
 always unannotated, so their sigmas never enter the result; the ears' visibility is also forced to
 0 here, so a file that writes ear positions still cannot change the score. Sigmas are COCO's
-(`starpose_model.keypoints.OKS_SIGMAS`; the head_bottom/head_top slots take the eye values, as
-in mmpose's PoseTrack18 evaluation). Prediction score = the person ``score`` if given, else the
-mean of its keypoint ``scores`` over the 15 PoseTrack joints, else 1. Ignore regions are not
-applied (COCOeval has no such notion; poseval's AP applies them).
+(`starpose_model.keypoints.OKS_SIGMAS`; the head_bottom/head_top slots take the eye values).
+Prediction score = the person ``score`` if given, else the mean of its keypoint ``scores`` over
+the 15 PoseTrack joints, else 1. Ignore regions are not applied (COCOeval has no such notion;
+poseval's AP applies them).
 """
 from __future__ import annotations
 
