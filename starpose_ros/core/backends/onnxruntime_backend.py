@@ -1,0 +1,99 @@
+"""ONNX Runtime backend: runs the exported StarPose graph on the CPU or, when present, CUDA."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import BackendError, InferenceBackend, InferenceOutput, ModelInfo
+
+_METADATA_PREFIX = 'starpose.'
+_DEVICES = ('cpu', 'cuda', 'auto')
+
+
+def _model_info_from(session, path: Path) -> ModelInfo:
+    """Read window / LR size / layout / target frame from metadata_props (input shape as fallback)."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    inputs = {i.name: i for i in session.get_inputs()}
+    if 'lr_frames' not in inputs:
+        raise BackendError(f'{path}: the model has no input named lr_frames (inputs: {sorted(inputs)})')
+    if inputs['lr_frames'].type != 'tensor(uint8)':
+        raise BackendError(f'{path}: input lr_frames is {inputs["lr_frames"].type}, expected tensor(uint8)')
+    outputs = {o.name for o in session.get_outputs()}
+    missing = {'sr_image', 'keypoints'} - outputs
+    if missing:
+        raise BackendError(f'{path}: the model lacks outputs {sorted(missing)} (outputs: {sorted(outputs)})')
+    shape = inputs['lr_frames'].shape  # ['batch', T, h, w, 3]; dims may be names when dynamic
+
+    def field(key: str, shape_index: int | None, default=None):
+        value = metadata.get(_METADATA_PREFIX + key)
+        if value is None and shape_index is not None and isinstance(shape[shape_index], int):
+            value = shape[shape_index]
+        if value is None:
+            value = default
+        if value is None:
+            raise BackendError(f'{path}: metadata_props lacks {_METADATA_PREFIX + key} and the input shape '
+                               f'{shape} does not fix it')
+        return value
+
+    try:
+        info = ModelInfo(window=int(field('window', 1)), lr_height=int(field('lr_height', 2)),
+                         lr_width=int(field('lr_width', 3)), keypoint_layout=field('keypoint_layout', None, 'coco'),
+                         target_frame=field('target_frame', None, 'last'))
+    except ValueError as error:
+        raise BackendError(f'{path}: bad starpose metadata ({error})') from error
+    static = [(name, int(dim), expected) for name, dim, expected in
+              zip(('window', 'lr_height', 'lr_width'), shape[1:4], info.input_shape[:3], strict=True)
+              if isinstance(dim, int)]
+    for name, dim, expected in static:
+        if dim != expected:
+            raise BackendError(f'{path}: metadata says {name}={expected} but input lr_frames has {dim}')
+    return info
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    """An `onnxruntime.InferenceSession` on the exported model.
+
+    `device`: 'cpu', 'cuda' (fails when the CUDA provider is missing) or 'auto' (CUDA if the
+    installed onnxruntime has it, else CPU). `intra_op_threads` 0 lets ONNX Runtime choose.
+    """
+
+    name = 'onnxruntime'
+
+    def __init__(self, model_path, device: str = 'cpu', intra_op_threads: int = 0):
+        import onnxruntime as ort
+
+        if device not in _DEVICES:
+            raise BackendError(f'onnxruntime: device must be one of {_DEVICES}, got {device!r}')
+        path = Path(model_path)
+        if not path.is_file():
+            raise BackendError(f'onnxruntime: model file not found: {path}')
+        available = ort.get_available_providers()
+        has_cuda = 'CUDAExecutionProvider' in available
+        if device == 'cuda' and not has_cuda:
+            raise BackendError(f'onnxruntime: device cuda requested but this onnxruntime has only {available}')
+        providers = (['CUDAExecutionProvider'] if device != 'cpu' and has_cuda else []) + ['CPUExecutionProvider']
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(intra_op_threads)
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types for every parse/load failure
+            raise BackendError(f'onnxruntime: cannot load model {path}: {error}') from error
+        self._info = _model_info_from(self._session, path)
+        self.providers = self._session.get_providers()
+        self.path = path
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """Metadata read from the ONNX file."""
+        return self._info
+
+    def _run(self, lr_frames: np.ndarray) -> InferenceOutput:
+        if self._session is None:
+            raise BackendError(f'onnxruntime: backend for {self.path} is closed')
+        sr_images, keypoints = self._session.run(['sr_image', 'keypoints'], {'lr_frames': lr_frames})
+        return InferenceOutput(sr_images=sr_images, keypoints=keypoints.astype(np.float32, copy=False))
+
+    def close(self) -> None:
+        """Drop the session (frees its memory, including GPU memory with CUDA)."""
+        self._session = None
