@@ -206,7 +206,11 @@ def bag_topics(path: str | Path, typestore: Typestore | None = None) -> dict[str
 
 def read_messages(path: str | Path, topics: Sequence[str] | None = None,
                   typestore: Typestore | None = None) -> Iterator[BagMessage]:
-    """Deserialised messages of `topics` (all when None) in bag-time order, across topics."""
+    """Deserialised messages of `topics` (all when None) in bag-time order, across topics.
+
+    A generator: a missing bag or topic raises `BagIOError` (listing the bag's topics) when
+    iteration starts.
+    """
     try:
         with _open_reader(path, typestore) as reader:
             connections = reader.connections

@@ -236,3 +236,23 @@ def test_cli_generate_and_preview(tmp_path, capsys):
     assert 'already holds a dataset' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         synth_main(['generate', str(tmp_path / 'x'), '--set', 'no_such_field=1'])
+
+
+def test_training_windows_load_synthetic_samples(small_dataset):
+    from starpose_training.dataset import PoseTrackWindows
+
+    out, manifest = small_dataset
+    windows = PoseTrackWindows(out / 'annotations' / 'train', out, window=5, target_frame='center', scale=4)
+    assert len(windows) > 0
+    sample = windows[len(windows) // 2]
+    assert tuple(sample['lr_frames'].shape) == (5, 3, 64, 48)
+    assert tuple(sample['hr_image'].shape) == (3, 256, 192)
+    assert float(sample['target_weight'].sum()) > 0
+
+
+def test_unlabeled_frames_carry_no_people(tmp_path):
+    generate_dataset(tmp_path, 'small', seed=2, frames=6, labeled_every=3, videos={'train': 1})
+    video = _load(tmp_path / 'annotations' / 'train.json')
+    labeled = [i['id'] for i in video['images'] if i['is_labeled']]
+    assert [i['is_labeled'] for i in video['images']] == [True, False, False, True, False, False]
+    assert video['annotations'] and {a['image_id'] for a in video['annotations']} <= set(labeled)
