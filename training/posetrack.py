@@ -35,7 +35,7 @@ class PoseTrackImage:
     vid_id: str
     frame_id: int
     nframes: int | None
-    is_labeled: bool
+    is_labeled: bool  # files without the field (prediction files): labeled when it has people
     ignore_regions: list[np.ndarray] = field(default_factory=list)  # each (N, 2) polygon, x/y
 
 
@@ -166,7 +166,7 @@ def _parse_image(entry: dict, path: Path, k: int) -> PoseTrackImage:
         vid_id=str(entry.get('vid_id', Path(file_name).parent.name)),
         frame_id=_as_int(entry.get('frame_id', image_id), path, where, 'frame_id'),
         nframes=None if nframes is None else _as_int(nframes, path, where, 'nframes'),
-        is_labeled=bool(entry.get('is_labeled', False)),
+        is_labeled=None if entry.get('is_labeled') is None else bool(entry['is_labeled']),  # None: decided later
         ignore_regions=_parse_ignore_regions(entry, path, where),
     )
 
@@ -271,6 +271,8 @@ def read_posetrack_file(path: str | Path) -> list[PoseTrackVideo]:
 
     videos: dict[str, list[PoseTrackImage]] = {}
     for image in images:
+        if image.is_labeled is None:
+            image.is_labeled = image.id in people
         videos.setdefault(image.vid_id, []).append(image)
     result = []
     for vid_id, frames in videos.items():

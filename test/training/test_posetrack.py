@@ -130,3 +130,12 @@ def test_reads_synthetic_generator_output(tmp_path):
     windows = PoseTrackWindows(per_video, tmp_path, window=5, scale=4)
     assert len(windows) > 0 and windows[0]['lr_frames'].shape == (5, 3, 64, 48)
     assert evaluate_posetrack_ap(list(zip(per_video, merged, strict=True))).parts['Total'] == 100.0
+
+
+def test_prediction_files_without_is_labeled(tmp_path):
+    video = make_video()
+    for image in video['images']:
+        del image['is_labeled'], image['nframes'], image['vid_id']
+    (tmp_path / 'pred.json').write_text(json.dumps(video))
+    images = read_posetrack(tmp_path / 'pred.json')[0].images
+    assert [im.is_labeled for im in images] == [False, True, True, True, False, False]
