@@ -73,6 +73,10 @@ def export_onnx(model: StarPoseInference, output, opset: int = DEFAULT_OPSET) ->
             dynamic_shapes={'lr_frames': {0: batch}},
         )
     proto = program.model_proto
+    produced = {entry.domain: entry.version for entry in proto.opset_import}.get('', None)
+    if produced != opset:
+        raise ValueError(f'the exporter could not produce opset {opset} for this model (it made {produced}); '
+                         f'use --opset {produced}')
     for key, value in model_metadata(model).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
