@@ -171,6 +171,8 @@ def test_config_errors_name_the_field(tmp_path):
         make_config('small', persn_height=(1, 2))
     with pytest.raises(ValueError, match='person_height'):
         make_config('small', person_height=(90.0, 40.0))
+    with pytest.raises(ValueError, match='unknown difficulty'):
+        make_config('small', 'extreme')
     generate_dataset(tmp_path, 'small', frames=1)
     with pytest.raises(FileExistsError, match='already holds a dataset'):
         generate_dataset(tmp_path, 'small', frames=1)
@@ -256,3 +258,18 @@ def test_unlabeled_frames_carry_no_people(tmp_path):
     labeled = [i['id'] for i in video['images'] if i['is_labeled']]
     assert [i['is_labeled'] for i in video['images']] == [True, False, False, True, False, False]
     assert video['annotations'] and {a['image_id'] for a in video['annotations']} <= set(labeled)
+
+
+def test_difficulty_changes_image_quality_not_geometry():
+    def degradation(difficulty):
+        """Fine-grained (noise, blur, anti-aliasing) change of the image, lighting drift removed."""
+        renderer = ClipRenderer(make_config('small', difficulty, frames=2), seed=5)
+        clean, degraded = renderer.render(1, clean=True), renderer.render(1)
+        residual = degraded.image.astype(np.float32) - clean.image
+        return renderer, float(np.std(residual - cv2.GaussianBlur(residual, (0, 0), 3)))
+
+    (easy, easy_error), (hard, hard_error) = degradation('easy'), degradation('hard')
+    assert hard.config.noise_sigma[0] > easy.config.noise_sigma[1] and hard.config.occluders[0] >= 2
+    assert hard_error > 3 * easy_error
+    # The same seed gives the same people and motion at any difficulty (only the scene's extras differ).
+    np.testing.assert_array_equal(easy.people[0].height_px, hard.people[0].height_px)

@@ -15,7 +15,7 @@ from dataclasses import fields
 
 import yaml
 
-from .config import PRESETS, SynthConfig
+from .config import DIFFICULTY, PRESETS, SynthConfig
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -57,7 +57,7 @@ def _generate(args) -> int:
     start = time.perf_counter()
     with tqdm(unit='frame', desc='rendering', disable=args.quiet) as bar:
         manifest = generate_dataset(
-            args.out, args.preset, args.seed, overwrite=args.overwrite, rosbag=args.rosbag,
+            args.out, args.preset, args.seed, difficulty=args.difficulty, overwrite=args.overwrite, rosbag=args.rosbag,
             rosbag_storage=args.storage, rosbag_split=args.rosbag_split, rosbag_frame_id=args.frame_id,
             rosbag_image_format=args.image_format, progress=lambda n: bar.update(n - bar.n), **overrides)
     seconds = time.perf_counter() - start
@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument('out', help='output folder (images/, annotations/, synth_manifest.json)')
     gen.add_argument('--preset', choices=sorted(PRESETS), default='demo')
     gen.add_argument('--seed', type=int, default=0)
+    gen.add_argument('--difficulty', choices=list(DIFFICULTY), default='medium',
+                     help='noise, blur, lighting, camera shake and clutter level applied over the preset')
     gen.add_argument('--frames', type=int, help='frames per video')
     gen.add_argument('--width', type=int)
     gen.add_argument('--height', type=int)

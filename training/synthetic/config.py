@@ -83,12 +83,25 @@ PRESETS: dict[str, SynthConfig] = {
 }
 
 
-def make_config(preset: str = 'small', **overrides) -> SynthConfig:
-    """Return a preset with fields replaced by `overrides`; unknown names raise with the valid ones."""
+# Difficulty levels: image-quality and clutter settings applied over a preset (before overrides).
+# `medium` keeps the preset's own values.
+DIFFICULTY: dict[str, dict] = {
+    'easy': {'noise_sigma': (0.0, 1.5), 'blur_sigma': (0.0, 0.3), 'occluders': (0, 1), 'lighting_change': 0.1,
+             'camera_shake': 1.0},
+    'medium': {},
+    'hard': {'noise_sigma': (4.0, 10.0), 'blur_sigma': (0.5, 1.5), 'occluders': (2, 5), 'lighting_change': 0.4,
+             'camera_shake': 6.0, 'clutter': (15, 35)},
+}
+
+
+def make_config(preset: str = 'small', difficulty: str = 'medium', **overrides) -> SynthConfig:
+    """A preset, then a difficulty level, then `overrides` by field name (unknown names raise)."""
     if preset not in PRESETS:
         raise ValueError(f'unknown preset {preset!r}; choose one of {sorted(PRESETS)}')
+    if difficulty not in DIFFICULTY:
+        raise ValueError(f'unknown difficulty {difficulty!r}; choose one of {list(DIFFICULTY)}')
     known = {f.name for f in fields(SynthConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f'unknown synthetic config field(s) {unknown}; valid: {sorted(known)}')
-    return replace(PRESETS[preset], **overrides)
+    return replace(PRESETS[preset], **{**DIFFICULTY[difficulty], **overrides})

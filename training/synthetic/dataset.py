@@ -152,11 +152,12 @@ class _BagOutput:
         self.writer.close()
 
 
-def generate_dataset(out_dir: str | Path, preset: str = 'small', seed: int = 0, *, overwrite: bool = False,
+def generate_dataset(out_dir: str | Path, preset: str = 'small', seed: int = 0, *, difficulty: str = 'medium',
+                     overwrite: bool = False,
                      rosbag: str | Path | None = None, rosbag_storage: str = 'sqlite3',
                      rosbag_split: str | None = None, rosbag_frame_id: str = 'camera',
                      rosbag_image_format: str = 'rgb8', progress=None, **overrides) -> dict:
-    """Render every clip of the preset (with `overrides`) and write the PoseTrack18 dataset.
+    """Render every clip of the preset (at `difficulty`, with `overrides`) and write the PoseTrack18 dataset.
 
     With `rosbag`, the first clip of `rosbag_split` (default: ``val`` if generated, else the first
     split) is also written as a rosbag2 with ``/image`` (``/image/compressed`` for ``jpeg``/``png``)
@@ -164,7 +165,7 @@ def generate_dataset(out_dir: str | Path, preset: str = 'small', seed: int = 0, 
     `progress`, if given, is called with the number of frames done after each frame.
     Returns the manifest (also written to ``synth_manifest.json``).
     """
-    config = make_config(preset, **overrides)
+    config = make_config(preset, difficulty, **overrides)
     out = Path(out_dir)
     if rosbag is not None:
         if rosbag_image_format not in ('rgb8', 'bgr8', 'jpeg', 'png'):
@@ -175,7 +176,8 @@ def generate_dataset(out_dir: str | Path, preset: str = 'small', seed: int = 0, 
         if Path(rosbag).exists():
             raise FileExistsError(f'rosbag path {rosbag} exists already; rosbag2 writers never overwrite')
     _prepare_output(out, overwrite)
-    manifest = {'generator': 'starpose-synth', 'format': 'posetrack18', 'preset': preset, 'seed': int(seed),
+    manifest = {'generator': 'starpose-synth', 'format': 'posetrack18', 'preset': preset, 'difficulty': difficulty,
+                'seed': int(seed),
                 'config': asdict(config), 'splits': {}, 'frames': 0, 'annotations': 0, 'rosbag': None}
     jpeg = [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality]
     vid_number = 0

@@ -117,10 +117,11 @@ class ClipRenderer:
     def __init__(self, config: SynthConfig, seed: int):
         self.config = config
         self.seed = int(seed)
-        rng = np.random.default_rng(self.seed)
+        # Separate streams: scene settings (clutter, difficulty) never change the people, and vice versa.
+        scene_rng, people_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(2))
         self.ground = Ground.for_frame(config.height, config.person_height)
-        self.scene = Scene.sample(rng, config, self.ground)
-        self.people: list[PersonTrack] = make_people(rng, config, self.ground)
+        self.scene = Scene.sample(scene_rng, config, self.ground)
+        self.people: list[PersonTrack] = make_people(people_rng, config, self.ground)
         self._colours = [p.appearance.part_colours() for p in self.people]
 
     def palette(self, index: int) -> list[tuple[int, int, int]]:

@@ -75,6 +75,49 @@ def _make_occluder(rng: np.random.Generator, config: SynthConfig, ground: Ground
     return Occluder(shapes=shapes, ground_y=float(ground_y))
 
 
+def _lines(image: np.ndarray, segments, colour, thickness: int = 1) -> None:
+    for start, end in segments:
+        cv2.line(image, fixed(start), fixed(end), colour, thickness, cv2.LINE_AA, SUBPIXEL_BITS)
+
+
+def _wall_pattern(rng: np.random.Generator, image: np.ndarray, floor_y: int, colour) -> None:
+    """Bricks, vertical planks or nothing on the wall (rows above `floor_y`)."""
+    style = rng.choice(('plain', 'bricks', 'planks'))
+    w = image.shape[1]
+    if style == 'bricks':
+        brick_h, brick_w = rng.uniform(6, 14), rng.uniform(18, 40)
+        rows = np.arange(0.0, floor_y, brick_h)
+        _lines(image, [((0, y), (w, y)) for y in rows], colour)
+        _lines(image, [((x, y), (x, min(y + brick_h, floor_y)))
+                       for k, y in enumerate(rows) for x in np.arange((k % 2) * brick_w / 2, w, brick_w)], colour)
+    elif style == 'planks':
+        _lines(image, [((x, 0), (x, floor_y)) for x in np.arange(0.0, w, rng.uniform(10, 30))], colour)
+
+
+def _floor_pattern(rng: np.random.Generator, image: np.ndarray, floor_y: int, colour) -> None:
+    """Perspective tiles, converging planks, coarse gravel-like speckle or nothing below `floor_y`."""
+    style = rng.choice(('plain', 'tiles', 'planks', 'speckle'))
+    h, w = image.shape[:2]
+    floor = image[floor_y:].copy()
+    vanish = (rng.uniform(0.2, 0.8) * w, -rng.uniform(0.3, 1.5) * h)  # in floor-crop coordinates
+    if style in ('tiles', 'planks'):
+        spacing = rng.uniform(0.12, 0.16) * w if style == 'tiles' else rng.uniform(0.03, 0.06) * w
+        count = int(2 * w / spacing) + 2
+        _lines(floor, [(vanish, (w / 2 + k * spacing, h)) for k in range(-count // 2, count // 2 + 1)], colour)
+    if style == 'tiles':
+        rows, y, step = [], 0.0, max(3.0, 0.03 * h)
+        while y < h - floor_y:
+            rows.append(((0, y), (w, y)))
+            step *= 1.35
+            y += step
+        _lines(floor, rows, colour)
+    elif style == 'speckle':
+        dots = rng.normal(0.0, rng.uniform(10, 25), size=(floor.shape[0] // 2 + 1, w // 2 + 1, 1)).astype(np.float32)
+        dots = cv2.resize(dots, (w, floor.shape[0]), interpolation=cv2.INTER_NEAREST)[..., None]
+        floor = np.clip(floor + dots, 0, 255).astype(np.uint8)
+    image[floor_y:] = floor
+
+
 def _make_background(rng: np.random.Generator, config: SynthConfig, ground: Ground, margin: int) -> np.ndarray:
     """Wall/sky gradient over a floor, low-frequency blotches, floor tiles and clutter (RGB uint8)."""
     w, h = config.width + 2 * margin, config.height + 2 * margin
@@ -90,19 +133,8 @@ def _make_background(rng: np.random.Generator, config: SynthConfig, ground: Grou
                           interpolation=cv2.INTER_CUBIC)
     image *= (1.0 + rng.uniform(0.1, 0.35) * (blotches - 0.5))[..., None]
     image = np.clip(image, 0, 255).astype(np.uint8)
-    line = tuple(int(c) for c in (floor_near * rng.uniform(0.5, 0.85)))
-    if rng.uniform() < 0.6:  # floor tiles converging to a vanishing point on the horizon
-        tiles = image.copy()
-        vanish = (rng.uniform(0.2, 0.8) * w, floor_y - rng.uniform(0.3, 1.5) * h)
-        spacing = rng.uniform(0.12, 0.16) * w
-        for k in range(-12, 13):
-            cv2.line(tiles, fixed(vanish), fixed((w / 2 + k * spacing, h)), line, 1, cv2.LINE_AA, SUBPIXEL_BITS)
-        y, step = float(floor_y), max(3.0, 0.03 * h)
-        while y < h:
-            cv2.line(tiles, fixed((0, y)), fixed((w, y)), line, 1, cv2.LINE_AA, SUBPIXEL_BITS)
-            step *= 1.35
-            y += step
-        image[floor_y:] = tiles[floor_y:]
+    _wall_pattern(rng, image, floor_y, tuple(int(c) for c in wall_bottom * rng.uniform(0.55, 0.9)))
+    _floor_pattern(rng, image, floor_y, tuple(int(c) for c in floor_near * rng.uniform(0.5, 0.85)))
     n_clutter = int(rng.integers(config.clutter[0], config.clutter[1] + 1))
     for _ in range(n_clutter):
         colour = _colour(rng, sat=(0.0, 0.9), val=(0.1, 1.0))
@@ -152,7 +184,7 @@ class Scene:
         camera = np.clip(camera, -config.camera_shake, config.camera_shake)
         gain = 1.0 + np.clip(config.lighting_change * smooth_noise(rng, t, (0.05, 0.3)),
                              -config.lighting_change, config.lighting_change)
-        angle, strength = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.35)
+        angle, strength = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 1.4 * config.lighting_change)
         yy, xx = np.mgrid[0:config.height, 0:config.width].astype(np.float32)
         ramp = (xx * np.cos(angle) + yy * np.sin(angle)) / max(config.width, config.height)
         light_ramp = np.repeat((1.0 + strength * (ramp - ramp.mean()))[..., None], 3, axis=2).astype(np.float32)
