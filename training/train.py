@@ -108,9 +108,10 @@ class Schedule:
     """The optimisation recipe; defaults are the paper's (Adam 1e-3, x0.1 at 170/260 of 300)."""
 
     epochs: int = PAPER_EPOCHS
+    steps: int | None = None                # run length in optimiser steps instead of epochs (SR style)
     batch_size: int = 32
     lr: float = 1e-3
-    milestones: list[float] | None = None   # epochs; None = the paper's, scaled to `epochs`
+    milestones: list[float] | None = None   # epochs; None = the paper's 170/300, 260/300 of the run
     gamma: float = 0.1
     weight_decay: float = 0.0
     grad_clip: float | None = None
@@ -132,11 +133,19 @@ class Schedule:
             raise ValueError(f'unknown schedule keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}')
         return cls(**values)
 
-    def milestone_epochs(self) -> list[float]:
-        """LR decay epochs: given ones, or the paper's 170/260 scaled from 300 to `epochs`."""
+    def run_steps(self, steps_per_epoch: int) -> int:
+        """Length of the run in optimiser steps (`steps`, else `epochs` whole epochs)."""
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
+
+    def milestone_steps(self, steps_per_epoch: int) -> list[int]:
+        """Optimiser steps at which the LR is multiplied by `gamma`.
+
+        Given `milestones` are epochs; by default the paper's 170 and 260 of 300 epochs are
+        scaled to the run's length, so a shorter run keeps the same shape of schedule.
+        """
         if self.milestones is not None:
-            return list(self.milestones)
-        return [m * self.epochs / PAPER_EPOCHS for m in PAPER_MILESTONES]
+            return [round(m * steps_per_epoch) for m in self.milestones]
+        return [round(m * self.run_steps(steps_per_epoch) / PAPER_EPOCHS) for m in PAPER_MILESTONES]
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,8 +383,8 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
         raise ValueError(f'dataset of {len(train_set)} samples is too small for batch {schedule.batch_size} '
                          f'on {runtime.world_size} process(es)')
     steps_per_epoch = len(sampler) // batch_size
-    total_steps = schedule.epochs * steps_per_epoch
-    if schedule.max_steps is not None:
+    total_steps = schedule.run_steps(steps_per_epoch)
+    if schedule.max_steps is not None:  # stop early; the schedule stays the full run's
         total_steps = min(total_steps, schedule.max_steps)
 
     # Model, optimiser, the paper's step schedule (milestones converted to optimiser steps).
@@ -385,8 +394,8 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=schedule.lr, weight_decay=schedule.weight_decay)
-    milestones = [round(m * steps_per_epoch) for m in schedule.milestone_epochs()]
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=schedule.gamma)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=schedule.milestone_steps(steps_per_epoch),
+                                                     gamma=schedule.gamma)
     dtype = amp_dtype(schedule.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 

@@ -1,0 +1,85 @@
+"""Training configs: shipped YAMLs select the paper setup and each ablation; schedule arithmetic; errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from starpose_training import train
+
+ABLATION_FIELDS = {
+    'no_temporal': ('window', 1),
+    'relu_kernel': ('attention_kernel', 'relu'),
+    'no_cnn_branch': ('use_cnn_branch', False),
+    'pixel_loss_only': ('loss_lambda', 0.0),
+}
+
+
+@pytest.mark.parametrize('resolution, scale', [('128x96', 2), ('64x48', 4)])
+def test_paper_configs_and_ablations(resolution, scale):
+    full = train.model_config(train.load_config(f'paper_{resolution}'))
+    assert (full.name, full.scale, full.window, full.loss_lambda) == ('paper', scale, 5, 10.0)
+    assert full.attention_kernel == 'scleaky' and full.use_cnn_branch and full.pose_arch == 'hrnet_w48'
+    schedule = train.Schedule.from_dict(train.load_config(f'paper_{resolution}')['schedule'])
+    assert (schedule.epochs, schedule.batch_size, schedule.lr) == (300, 32, 1e-3)
+    for ablation, (field, value) in ABLATION_FIELDS.items():
+        config = train.load_config(f'paper_{resolution}_{ablation}')
+        ablated = train.model_config(config)
+        assert getattr(ablated, field) == value and getattr(full, field) != value
+        assert ablated.scale == scale
+        assert config['out_dir'].endswith(f'paper_{resolution}_{ablation}')
+
+
+def test_tiny_synthetic_configs_are_causal_tiny_models():
+    for resolution, scale in (('64x48', 4), ('128x96', 2)):
+        config = train.load_config(f'tiny_synthetic_{resolution}')
+        mcfg = train.model_config(config)
+        assert (mcfg.name, mcfg.scale, mcfg.target_frame, mcfg.pose_arch) == ('tiny', scale, 'last', 'hrnet_tiny')
+        assert config['pose']['train']['steps'] > 0
+
+
+def test_paper_schedule_scales_with_the_run_length():
+    # 300 epochs: x0.1 at epochs 170 and 260; 30 epochs: at 17 and 26; step-based runs keep the shape.
+    assert train.Schedule().milestone_steps(steps_per_epoch=10) == [1700, 2600]
+    assert train.Schedule(epochs=30).milestone_steps(steps_per_epoch=10) == [170, 260]
+    assert train.Schedule(steps=600).milestone_steps(steps_per_epoch=7) == [340, 520]
+    assert train.Schedule(epochs=30, milestones=[2.5]).milestone_steps(steps_per_epoch=4) == [10]
+
+
+def test_overrides_and_extends(tmp_path):
+    base = tmp_path / 'base.yaml'
+    base.write_text('model: {name: tiny, overrides: {scale: 4}}\nschedule: {epochs: 3}\n')
+    child = tmp_path / 'child.yaml'
+    child.write_text('extends: base.yaml\nmodel: {ablation: relu_kernel}\n')
+    config = train.load_config(child, ['schedule.lr=0.01', 'model.overrides.window=3'])
+    assert config['schedule'] == {'epochs': 3, 'lr': 0.01}
+    mcfg = train.model_config(config)
+    assert (mcfg.scale, mcfg.window, mcfg.attention_kernel) == (4, 3, 'relu')
+
+
+def test_bad_configs_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match='no_such_config'):
+        train.load_config('no_such_config')
+    broken = tmp_path / 'broken.yaml'
+    broken.write_text('model: [unclosed\n')
+    with pytest.raises(ValueError, match='broken.yaml'):
+        train.load_config(broken)
+    with pytest.raises(ValueError, match='section.key=value'):
+        train.load_config('paper_64x48', ['schedule.epochs'])
+    with pytest.raises(ValueError, match='unknown schedule keys.*epoch_count'):
+        train.Schedule.from_dict({'epoch_count': 3})
+    with pytest.raises(ValueError, match='model.name'):
+        train.model_config({'model': {}})
+
+
+def test_atomic_save_replaces_without_leftovers(tmp_path):
+    path = tmp_path / 'state.pt'
+    train.atomic_save({'step': 1}, path)
+    train.atomic_save({'step': 2}, path)
+    assert torch.load(path)['step'] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ['state.pt']
+
+
+def test_missing_pose_weights_are_a_clear_error(tmp_path):
+    config = train.load_config('tiny_synthetic_64x48', [f'pose.checkpoint={tmp_path / "absent.pth"}'])
+    with pytest.raises(FileNotFoundError, match='absent.pth'):
+        train.load_frozen_pose_net(config, 'hrnet_tiny')
