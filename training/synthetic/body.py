@@ -92,7 +92,6 @@ def body_points(angles: PoseAngles, prop: Proportions) -> dict[str, np.ndarray]:
     upper['head_top'] = upper['head'] + [0.0, 0.85 * prop.head_radius, 0.0]  # inside the drawn head
     yaw = angles.head_yaw
     upper['nose'] = upper['head'] + 0.8 * prop.head_radius * np.array([np.sin(yaw), -0.2, np.cos(yaw)])
-    upper['face'] = upper['head'] + [np.sin(yaw), 0.0, np.cos(yaw)]  # unit direction marker, not a point
     for side, tag in ((1.0, 'l'), (-1.0, 'r')):
         x, z = side * 0.38, 0.85
         upper[f'{tag}_eye'] = upper['head'] + prop.head_radius * np.array(
@@ -107,10 +106,9 @@ def body_points(angles: PoseAngles, prop: Proportions) -> dict[str, np.ndarray]:
     names = list(upper)
     tilted = _rotate_x(np.stack([upper[n] for n in names]), angles.lean, pelvis)
     pts.update(dict(zip(names, tilted, strict=True)))
-    pts['face'] = pts['face'] - pts['head']
     # Feet on the ground: the lowest ankle stands at ankle height (gives the walking bob for free).
     lift = min(pts['l_ankle'][1], pts['r_ankle'][1]) - prop.ankle_height
-    return {name: (p - [0.0, lift, 0.0] if name != 'face' else p) for name, p in pts.items()}
+    return {name: p - [0.0, lift, 0.0] for name, p in pts.items()}
 
 
 @dataclass
@@ -142,9 +140,10 @@ _JOINT_POINTS = ('nose', 'chin', 'head_top', 'head', 'head', 'l_shoulder', 'r_sh
 MIN_RADIUS_PX = 1.0  # every part covers at least the pixels on its axis, so joints lie on drawn limbs
 
 
-def project(points: dict[str, np.ndarray], prop: Proportions, heading: float, foot_xy, height_px: float) -> Projected:
+def project(points: dict[str, np.ndarray], angles: PoseAngles, prop: Proportions, heading: float, foot_xy,
+            height_px: float) -> Projected:
     """Turn the body by `heading` (0: facing the camera) and place its feet at `foot_xy` pixels."""
-    names = [n for n in points if n != 'face']
+    names = list(points)
     body = np.stack([points[n] for n in names])
     c, s = np.cos(heading), np.sin(heading)
     x = body[:, 0] * c + body[:, 2] * s
@@ -152,7 +151,7 @@ def project(points: dict[str, np.ndarray], prop: Proportions, heading: float, fo
     image = np.stack([foot_xy[0] + x * height_px, foot_xy[1] - body[:, 1] * height_px], axis=1)
     at = {n: image[k] for k, n in enumerate(names)}
     depth = {n: z[k] for k, n in enumerate(names)}
-    face = points['face']
+    face = np.array([np.sin(angles.head_yaw), 0.0, np.cos(angles.head_yaw)])  # where the head looks (body frame)
     facing = float(-face[0] * s + face[2] * c)
 
     def radius(fraction: float) -> float:
@@ -169,11 +168,11 @@ def project(points: dict[str, np.ndarray], prop: Proportions, heading: float, fo
         parts.append((PART_ID[part], np.stack([at[start], at[end]]), np.array([radius(r0), radius(r1)]),
                       0.5 * (depth[start] + depth[end])))
     # Torso: the shoulder/hip quadrilateral, widened to the body's depth when seen from the side.
-    half_depth = 0.5 * prop.torso_depth * abs(s) * height_px
+    side_radius = radius(0.5 * prop.torso_depth * abs(s))
     quad = np.stack([at['l_shoulder'], at['r_shoulder'], at['r_hip'], at['l_hip']])
     spine = np.stack([0.5 * (at['l_shoulder'] + at['r_shoulder']), 0.5 * (at['l_hip'] + at['r_hip'])])
-    parts.append((PART_ID['torso'], np.concatenate([quad, spine]),
-                  np.array([0, 0, 0, 0, radius(half_depth / height_px), radius(half_depth / height_px)]), -0.02))
+    parts.append((PART_ID['torso'], np.concatenate([quad, spine]), np.array([0, 0, 0, 0, side_radius, side_radius]),
+                  -0.02))
     for side in 'lr':
         parts.append((PART_ID[f'{side}_hand'], at[f'{side}_hand'][None], np.array([radius(0.032)]),
                       depth[f'{side}_hand'] + 0.01))

@@ -121,8 +121,9 @@ class PersonTrack:
     def at(self, frame: int, camera_offset=(0.0, 0.0)) -> Projected:
         """The projected body in frame `frame`, shifted by the camera's translation."""
         foot = self.foot_xy[frame] - np.asarray(camera_offset)
-        return project(body_points(self.angles[frame], self.proportions), self.proportions,
-                       float(self.heading[frame]), foot, float(self.height_px[frame]))
+        angles = self.angles[frame]
+        return project(body_points(angles, self.proportions), angles, self.proportions, float(self.heading[frame]),
+                       foot, float(self.height_px[frame]))
 
 
 def smooth_noise(rng: np.random.Generator, t: np.ndarray, frequencies=(0.05, 0.4)) -> np.ndarray:

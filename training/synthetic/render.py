@@ -167,7 +167,7 @@ class ClipRenderer:
             _apply_pattern(image, labels, body, index, parts, secondary, pattern, height)
 
     def _draw_occluder(self, image, labels, occluder: Occluder, offset, line_type):
-        shift = np.array([occluder_margin := self.scene.margin, occluder_margin]) + offset
+        shift = self.scene.margin + np.asarray(offset)  # background pixels -> frame pixels
         for kind, points, radius, colour in occluder.shapes:
             pts = points - shift
             for target, value, kind_line in ((image, colour, line_type), (labels, OBJECT_LABEL, cv2.LINE_8)):
