@@ -12,6 +12,9 @@ Steps, each skipped when its output exists (so an interrupted run continues wher
    baselines (pose net on the LR crop resized; bicubic + pose net), written as
    `results.json` / `results.md` with run times and seeds.
 
+The 64x48 full model (causal, `target_frame: last`) is the node's demo checkpoint
+(`--demo-checkpoint starpose_ros/assets/starpose_tiny_demo.pt` copies it there).
+
 Everything runs as subprocesses of the public commands, so the logs under `OUT/logs/` show
 exactly what a user would run by hand.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -113,6 +117,9 @@ def _run_variant(scale: int, variant: str, args, pose_weights: Path) -> list[dic
     if not checkpoint.exists():
         train_seconds = _command(_train_command(f'tiny_synthetic_{res}', run_dir, args.out / 'data', pose_weights,
                                                 [*extra, '--stage', 'sr']), args.out / 'logs' / f'train_{name}.log')
+    if args.demo_checkpoint and (scale, variant) == (4, 'full'):
+        args.demo_checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(checkpoint, args.demo_checkpoint)
     info = {'checkpoint': str(checkpoint), 'resolution': res, 'variant': variant, 'seed': args.seed,
             'train_seconds': train_seconds}
     jobs = [{**info, 'method': VARIANT_NAMES[variant]}]
@@ -181,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--steps', type=int, help='SR training steps (default: the configs\' schedule.steps)')
     parser.add_argument('--lanes', type=int, default=2, help='SR runs trained in parallel (one thread each)')
     parser.add_argument('--val-every', type=int, default=3, help='score every k-th labeled val frame')
+    parser.add_argument('--demo-checkpoint', type=Path,
+                        help='copy the 64x48 full model here once trained (starpose_ros/assets/starpose_tiny_demo.pt)')
     parser.add_argument('--evaluate-jobs', type=Path, help=argparse.SUPPRESS)  # child process of step 4
     args = parser.parse_args(argv)
     if args.evaluate_jobs:

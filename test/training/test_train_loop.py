@@ -138,3 +138,17 @@ def test_killed_process_resumes_from_its_last_checkpoint(tmp_path, tiny_data, ra
 
     train.main([str(config), '--max-steps', '8'])
     assert read_losses(tmp_path / 'b') == expected
+
+
+def test_two_process_ddp_run_on_cpu(tmp_path, tiny_data, random_pose_weights):
+    # torchrun with the gloo backend: rank 0 alone logs and writes the checkpoint.
+    config = write_config(tmp_path / 'ddp.yaml', tiny_data, random_pose_weights, tmp_path / 'ddp', batch_size=4)
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                             '-m', 'starpose_training.train', str(config), '--max-steps', '2'],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(read_losses(tmp_path / 'ddp')) == [1, 2]
+    state = torch.load(tmp_path / 'ddp' / train.STATE_FILE, weights_only=False)
+    assert state['samples_done'] == 2 * 2 and len(state['rng']) == 2  # 2 samples per rank and step
+    load_inference_model(tmp_path / 'ddp' / train.FINAL_CHECKPOINT)
