@@ -1,6 +1,7 @@
 """Images for people to look at: the skeleton overlay (for RViz) and a mosaic of SR crops."""
 from __future__ import annotations
 
+import functools
 import zlib
 
 import cv2
@@ -13,6 +14,7 @@ from .backends.base import SR_HEIGHT, SR_WIDTH
 from .types import PersonResult
 
 
+@functools.lru_cache(maxsize=1024)
 def track_color(track_id: str) -> tuple[int, int, int]:
     """A bright RGB colour that is the same for a track id in every frame and every run."""
     hue = zlib.crc32(track_id.encode()) % 180
@@ -22,14 +24,19 @@ def track_color(track_id: str) -> tuple[int, int, int]:
 
 def _draw_skeleton(canvas: np.ndarray, keypoints: np.ndarray, layout: str, color, score_threshold: float,
                    thickness: int) -> None:
-    """Draw the edges and joints whose scores pass the threshold, in place."""
-    visible = keypoints[:, 2] >= score_threshold
-    points = np.round(keypoints[:, :2]).astype(np.int32)
+    """Draw the edges and joints whose scores pass the threshold, in place.
+
+    Plain 8-connected lines (no anti-aliasing): three times cheaper, and drawing is paid per person
+    per frame.
+    """
+    visible = ((keypoints[:, 2] >= score_threshold) & np.isfinite(keypoints).all(axis=1)).tolist()
+    points = [tuple(p) for p in np.round(np.nan_to_num(keypoints[:, :2])).astype(np.int32).tolist()]
     for a, b in SKELETON_EDGES[layout]:
         if visible[a] and visible[b]:
-            cv2.line(canvas, tuple(points[a]), tuple(points[b]), color, thickness, cv2.LINE_AA)
-    for index in np.flatnonzero(visible):
-        cv2.circle(canvas, tuple(points[index]), thickness + 1, color, -1, cv2.LINE_AA)
+            cv2.line(canvas, points[a], points[b], color, thickness)
+    for point, shown in zip(points, visible, strict=True):
+        if shown:
+            cv2.circle(canvas, point, thickness + 1, color, -1)
 
 
 def _label(canvas: np.ndarray, text: str, origin: tuple[int, int], color, scale: float = 0.5) -> None:

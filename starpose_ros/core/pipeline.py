@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from starpose_model.crops import box_to_center_scale, crop_affine, invert_affine, transform_points
-
 from . import drawing
 from .backends.base import SR_HEIGHT, SR_WIDTH, InferenceBackend
 from .detector import HogPersonDetector
@@ -106,8 +104,11 @@ def sanitize_detections(detections: list[Detection], width: int, height: int,
 class PosePipeline:
     """Tracks people and estimates their poses frame by frame with one backend (not thread-safe)."""
 
-    def __init__(self, backend: InferenceBackend, config: PipelineConfig | None = None):
+    def __init__(self, backend: InferenceBackend, config: PipelineConfig | None = None,
+                 clock=time.perf_counter):
+        """`clock` times the stages; benchmarks on a shared machine pass `time.thread_time` (CPU only)."""
         self.backend = backend
+        self.clock = clock
         self.config = config or PipelineConfig()
         self.info = backend.model_info
         self.tracker = IoUTracker(iou_threshold=self.config.iou_threshold,
@@ -133,7 +134,7 @@ class PosePipeline:
                 or image.shape[0] == 0 or image.shape[1] == 0:
             raise ValueError(f'image_rgb must be a non-empty (H, W, 3) uint8 array, got '
                              f'{getattr(image, "dtype", type(image).__name__)} {getattr(image, "shape", "")}')
-        timings = _Timer()
+        timings = _Timer(self.clock)
         if self._last_stamp is not None and frame.stamp_ns < self._last_stamp:
             self.counters.stream_restarts += 1
             self.reset()
@@ -164,14 +165,14 @@ class PosePipeline:
         if not self.windows.frames:
             return []
         start = max(self._last_target_seq + 1, self.windows.frames[0].seq)
-        return [self._estimate(self.windows.frame(seq), _Timer(), 0)
+        return [self._estimate(self.windows.frame(seq), _Timer(self.clock), 0)
                 for seq in range(start, self.windows.frames[-1].seq + 1)]
 
     def _estimate(self, target: StoredFrame, timings: _Timer, rejected: int) -> FrameResult:
         """Crop, infer and decode every person of the target frame."""
         self._last_target_seq = target.seq
         persons_in = target.detections
-        lr_windows, _ = self.windows.crop(target, persons_in)
+        lr_windows, lr_affines = self.windows.crop(target, persons_in)
         timings.lap('crop')
         sr_images = np.empty((len(persons_in), SR_HEIGHT, SR_WIDTH, 3), dtype=np.uint8)
         keypoints = np.empty((len(persons_in), 17, 3), dtype=np.float32)
@@ -182,15 +183,15 @@ class PosePipeline:
             self.counters.backend_calls += 1
         timings.lap('infer')
 
-        persons = []
-        for detection, sr_image, crop_keypoints in zip(persons_in, sr_images, keypoints, strict=True):
-            crop_to_image = hr_crop_to_image(detection.box_xywh)
-            image_keypoints = crop_keypoints.copy()
-            image_keypoints[:, :2] = transform_points(crop_keypoints[:, :2], crop_to_image)
-            persons.append(PersonResult(track_id=detection.track_id,
-                                        box_xywh=np.asarray(detection.box_xywh, dtype=np.float64),
-                                        keypoints=image_keypoints, score=float(crop_keypoints[:, 2].mean()),
-                                        sr_crop=sr_image, crop_to_image=crop_to_image))
+        crop_to_image = hr_crop_to_image(lr_affines, self.info.lr_height)
+        image_keypoints = keypoints.copy()
+        image_keypoints[..., :2] = np.einsum('bij,bkj->bki', crop_to_image[:, :, :2], keypoints[..., :2]) \
+            + crop_to_image[:, None, :, 2]
+        scores = keypoints[..., 2].mean(axis=1).tolist()
+        persons = [PersonResult(track_id=detection.track_id, box_xywh=np.asarray(detection.box_xywh, dtype=np.float64),
+                                keypoints=image_keypoints[i], score=scores[i], sr_crop=sr_images[i],
+                                crop_to_image=crop_to_image[i])
+                   for i, detection in enumerate(persons_in)]
         timings.lap('decode')
 
         overlay = mosaic = None
@@ -209,24 +210,31 @@ class PosePipeline:
                            rejected_detections=rejected)
 
 
-def hr_crop_to_image(box_xywh) -> np.ndarray:
-    """Affine (2x3) from the 256x192 HR crop of a box to image pixels (inverse of the crop map)."""
-    center, size = box_to_center_scale(box_xywh)
-    return invert_affine(crop_affine(center, size, (SR_HEIGHT, SR_WIDTH)))
+def hr_crop_to_image(lr_affines: np.ndarray, lr_height: int) -> np.ndarray:
+    """Affines (B, 2, 3) from HR-crop (256x192) pixels to image pixels, given image -> LR-crop affines.
+
+    The HR and LR crops cover the same region: `crop_affine` scales linearly with the output
+    size, so image -> HR is the LR affine times 256 / h, and its inverse maps keypoints back.
+    """
+    image_to_hr = np.asarray(lr_affines, dtype=np.float64) * (SR_HEIGHT / lr_height)
+    linear_inverse = np.linalg.inv(image_to_hr[:, :, :2])
+    offset = -np.einsum('bij,bj->bi', linear_inverse, image_to_hr[:, :, 2])
+    return np.concatenate([linear_inverse, offset[:, :, None]], axis=2)
 
 
 class _Timer:
-    """Wall-clock laps in milliseconds, keyed by stage name."""
+    """Laps of `clock` in milliseconds, keyed by stage name."""
 
-    def __init__(self):
+    def __init__(self, clock):
+        self.clock = clock
         self.laps: dict[str, float] = {}
-        self._start = self._last = time.perf_counter()
+        self._start = self._last = clock()
 
     def lap(self, name: str) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         self.laps[name] = (now - self._last) * 1e3
         self._last = now
 
     def finish(self) -> dict[str, float]:
-        self.laps['total'] = (time.perf_counter() - self._start) * 1e3
+        self.laps['total'] = (self.clock() - self._start) * 1e3
         return dict(self.laps)

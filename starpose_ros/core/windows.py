@@ -8,14 +8,15 @@ track was born do not exist for it: a short window is padded by repeating its ol
 a window that reaches past the newest frame (only when flushing the end of a stream with a
 'center' target) repeats the newest. Memory is T frames plus one integer per live track.
 
-Crops that shrink the person by more than 2x are resampled from a lazily built image pyramid
-(cv2.pyrDown) instead of the full frame, so bilinear sampling does not alias.
+Crops that shrink the person 3x or more are warped at f = min(8, ceil(shrink)) times the LR
+size and area-averaged down (cv2.INTER_AREA), so bilinear sampling does not alias; the cost
+stays proportional to the crop, never to the camera image.
 """
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -27,30 +28,27 @@ from .types import Detection
 
 @dataclass
 class StoredFrame:
-    """One frame in the ring: its header, image, tracked detections and pyramid levels."""
+    """One frame in the ring: its header, image and tracked detections."""
 
     seq: int
     stamp_ns: int
     frame_id: str
     image: np.ndarray
     detections: list[Detection]
-    _pyramid: list[np.ndarray] = field(default_factory=list, repr=False)
-
-    def level(self, index: int) -> np.ndarray:
-        """The image downscaled `index` times by 2 (0 is the full frame), built on first use."""
-        if not self._pyramid:
-            self._pyramid.append(self.image)
-        while len(self._pyramid) <= index:
-            self._pyramid.append(cv2.pyrDown(self._pyramid[-1]))
-        return self._pyramid[index]
 
 
-def _level_affine(affine: np.ndarray, level: int) -> np.ndarray:
-    """Re-express an image->crop affine for pyramid level `level`.
+SUPERSAMPLE_FROM = 3.0  # image pixels per LR pixel from which crops are supersampled
+MAX_SUPERSAMPLING = 8
 
-    cv2.pyrDown centres level pixel q on image pixel 2q, so image p = 2**level * q.
+
+def supersampled_affine(affine: np.ndarray, factor: int) -> np.ndarray:
+    """The affine to a crop `factor` times larger whose factor x factor blocks average to `affine`'s pixels.
+
+    INTER_AREA by an integer factor averages block j = [f*j, f*j + f - 1], centred on f*j + (f-1)/2.
     """
-    return np.hstack([affine[:, :2] * 2.0 ** level, affine[:, 2:]])
+    supersampled = affine * factor
+    supersampled[:, 2] += (factor - 1) / 2.0
+    return supersampled
 
 
 class TrackWindows:
@@ -117,9 +115,12 @@ class TrackWindows:
             affine = crop_affine(center, size, self.lr_hw)
             affines[index] = affine
             shrink = max(size[1] / out_h, size[0] / out_w)  # image pixels per crop pixel
-            level = max(0, int(math.floor(math.log2(shrink)))) if shrink >= 2.0 else 0
-            level_affine = _level_affine(affine, level) if level else affine
+            factor = min(MAX_SUPERSAMPLING, math.ceil(shrink)) if shrink >= SUPERSAMPLE_FROM else 1
             for slot, seq in enumerate(self.window_seqs(detection.track_id, target.seq)):
-                source = self.frame(seq).level(level)
-                batch[index, slot] = warp_crop(source, level_affine, self.lr_hw)
+                image = self.frame(seq).image
+                if factor == 1:
+                    batch[index, slot] = warp_crop(image, affine, self.lr_hw)
+                else:
+                    large = warp_crop(image, supersampled_affine(affine, factor), (out_h * factor, out_w * factor))
+                    batch[index, slot] = cv2.resize(large, (out_w, out_h), interpolation=cv2.INTER_AREA)
         return batch, affines

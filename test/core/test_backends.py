@@ -80,5 +80,7 @@ def test_factory_rejects_unknown_names_and_unavailable_runtimes(tmp_path):
 def test_model_info_validates_fields():
     with pytest.raises(BackendError, match='target_frame'):
         ModelInfo(5, 64, 48, 'coco', 'middle')
+    with pytest.raises(BackendError, match='aspect'):
+        ModelInfo(5, 64, 64)
     assert ModelInfo(5, 64, 48, 'coco', 'center').target_index == 2
     assert ModelInfo(5, 64, 48).target_index == 4

@@ -53,13 +53,16 @@ def test_hr_crop_maps_onto_the_padded_box_region_the_lr_crop_covers():
     box = (50.0, 60.0, 30.0, 100.0)
     center, size = box_to_center_scale(box)
     np.testing.assert_allclose(size, [93.75, 125.0])  # aspect 0.75, padding 1.25
-    to_image = hr_crop_to_image(box)
+    lr_affine = crop_affine(center, size, (64, 48))
+    to_image = hr_crop_to_image(lr_affine[None], 64)[0]
+    np.testing.assert_allclose(to_image, invert_affine(crop_affine(center, size, (256, 192))), atol=1e-9)
     corners = np.array([[0.0, 0.0], [192.0, 256.0], [96.0, 128.0]])
     mapped = corners @ to_image[:, :2].T + to_image[:, 2]
     np.testing.assert_allclose(mapped, [center - size / 2, center + size / 2, center])
-    lr_to_image = invert_affine(crop_affine(center, size, (64, 48)))
+    lr_to_image = invert_affine(lr_affine)
     np.testing.assert_allclose(np.array([[0.0, 0.0], [48.0, 64.0]]) @ lr_to_image[:, :2].T + lr_to_image[:, 2],
                                mapped[:2])
+    assert hr_crop_to_image(np.zeros((0, 2, 3)), 64).shape == (0, 2, 3)
 
 
 def test_many_persons_are_chunked_by_max_batch_with_the_same_results(ort_backend):

@@ -75,22 +75,30 @@ def test_memory_is_the_ring_plus_one_integer_per_track():
     assert len(windows.frames) == 5 and len(windows.first_seq) == 3
 
 
-@pytest.mark.parametrize('box', [(200.0, 150.0, 200.0, 400.0), (100.0, 60.0, 360.0, 480.0)])
-def test_large_people_are_cropped_from_the_pyramid_at_the_same_place(box):
-    """A person shrunk > 2x comes from a pyrDown level; the geometry must match the full frame.
+@pytest.mark.parametrize('box,factor', [((200.0, 150.0, 200.0, 400.0), 8), ((250.0, 200.0, 90.0, 160.0), 4)])
+def test_large_people_are_supersampled_at_the_same_place_without_aliasing(box, factor):
+    """A person shrunk >= 3x is warped at f x the LR size and area-averaged: same geometry, no moire.
 
-    A smooth blob's centroid in the crop must land where the crop affine sends its centre.
+    A smooth blob's centroid must land where the crop affine sends its centre, and a one-pixel
+    checkerboard must come out as flat grey (plain bilinear sampling turns it into a moire).
     """
+    center, size = box_to_center_scale(box)
+    assert min(8, int(np.ceil(size[1] / LR[0]))) == factor
     blob_xy = np.array([box[0] + 0.37 * box[2], box[1] + 0.61 * box[3]])
     yy, xx = np.mgrid[0:720, 0:640].astype(np.float64)
     blob = 250.0 * np.exp(-((xx - blob_xy[0]) ** 2 + (yy - blob_xy[1]) ** 2) / (2 * 25.0 ** 2))
-    image = np.repeat(blob[..., None], 3, axis=2).astype(np.uint8)
     windows = TrackWindows(1, target_index=0, lr_hw=LR)
-    target = windows.push(0, 'cam', image, [Detection(box, 'big')])
+    target = windows.push(0, 'cam', np.repeat(blob[..., None], 3, axis=2).astype(np.uint8), [Detection(box, 'big')])
     batch, affines = windows.crop(target, target.detections)
-    assert len(target._pyramid) >= 3  # levels 0..2 at least were built and used
     crop = batch[0, 0, :, :, 0].astype(np.float64)
     cy, cx = np.mgrid[0:LR[0], 0:LR[1]]
     centroid = np.array([(crop * cx).sum(), (crop * cy).sum()]) / crop.sum()
-    expected = affines[0][:, :2] @ blob_xy + affines[0][:, 2]
-    np.testing.assert_allclose(centroid, expected, atol=0.08)
+    np.testing.assert_allclose(centroid, affines[0][:, :2] @ blob_xy + affines[0][:, 2], atol=0.08)
+
+    checkerboard = np.repeat((((xx + yy) % 2) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    target = windows.push(1, 'cam', checkerboard, [Detection(box, 'big')])
+    batch, _ = windows.crop(target, target.detections)
+    inside = batch[0, 0, 8:-8, 8:-8, 0].astype(np.float64)
+    plain = _expected_crop(checkerboard, box)[8:-8, 8:-8, 0].astype(np.float64)
+    assert inside.std() < 12 and abs(inside.mean() - 127.5) < 10
+    assert plain.std() > 3 * inside.std()

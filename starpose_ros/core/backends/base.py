@@ -37,6 +37,9 @@ class ModelInfo:
             raise BackendError(f'model window must be >= 1, got {self.window}')
         if self.lr_height < 1 or self.lr_width < 1:
             raise BackendError(f'model LR size must be positive, got {self.lr_height}x{self.lr_width}')
+        if self.lr_height * SR_WIDTH != self.lr_width * SR_HEIGHT:
+            raise BackendError(f'model LR size {self.lr_height}x{self.lr_width} does not have the HR crop\'s '
+                               f'{SR_HEIGHT}x{SR_WIDTH} aspect (LR and HR crops must cover the same region)')
         if self.keypoint_layout not in KEYPOINT_LAYOUTS:
             raise BackendError(f'unknown keypoint_layout {self.keypoint_layout!r}; expected one of {KEYPOINT_LAYOUTS}')
         if self.target_frame not in TARGET_FRAMES:
