@@ -1,0 +1,713 @@
+"""`starpose-bag-eval`: replay a rosbag2 through the node's pipeline, frame by frame, and report.
+
+Reads a rosbag2 directory (sqlite3 or mcap) or a bare `.mcap` file with `rosbags` (no ROS
+install needed), runs every image through `PosePipeline.process` (the node's core, unchanged,
+without the node's newest-wins frame dropping, so results are deterministic), and writes into
+the output folder, as it goes:
+
+* `output_bag/` (mcap): `/poses` (starpose_msgs/PersonPoseArray), `/overlay` and `/sr_mosaic`
+  (sensor_msgs/Image), each with the input image's header and bag time;
+* `frames.jsonl`: one line per frame (stamp, persons, keypoints, stage timings), flushed each frame;
+* `overlay.mp4`: the overlay video (OpenCV, mp4v);
+* `report.json`, `report.md`, `plots/*.png` (see `starpose_ros.report`).
+
+Detections come from a topic (`--detector topic`: starpose_msgs/TrackedDetectionArray or
+vision_msgs/Detection2DArray, paired with images by exact header stamp), OpenCV's HOG people
+detector (`--detector hog`) or the boxes of a PoseTrack JSON sidecar (`--detector gt`). With
+`--gt-json` the report adds OKS AP, PoseTrack AP and PSNR/SSIM. `--demo` generates a synthetic
+clip and evaluates the bundled demo model on it (the README's main-job command).
+
+Bad input gives a clear error and keeps what was done: the output bag is closed, the JSONL and
+report cover the frames processed before the failure. See docs/bag_replay.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from starpose_model.crops import box_to_center_scale, crop_affine, warp_crop
+from starpose_ros import bagio
+from starpose_ros.core.backends import create_backend
+from starpose_ros.core.backends.base import SR_HEIGHT, SR_WIDTH, BackendError, InferenceBackend, InferenceOutput
+from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
+from starpose_ros.core.types import Detection, FrameInput, FrameResult
+from starpose_ros.report import FilmstripSampler, latency_summary, write_report
+
+LOG = logging.getLogger('starpose-bag-eval')
+IMAGE_TYPES = (bagio.IMAGE, bagio.COMPRESSED_IMAGE)
+VISION_DETECTIONS = 'vision_msgs/msg/Detection2DArray'
+DETECTION_TYPES = (bagio.DETECTIONS, VISION_DETECTIONS)
+POSES_TOPIC, OVERLAY_TOPIC, MOSAIC_TOPIC = '/poses', '/overlay', '/sr_mosaic'
+DETECTORS = ('topic', 'hog', 'gt')
+OUT_OF_ORDER = ('warn', 'error')
+BACKEND_NAMES = ('onnxruntime', 'torch', 'tensorrt')
+DEMO_MODEL = Path(__file__).resolve().parent / 'assets' / 'starpose_tiny_demo.pt'
+
+# vision_msgs 4.x (Humble and newer), registered when a bag's detections use it but carry no definitions.
+VISION_MSGS = {
+    'vision_msgs/msg/Point2D': 'float64 x\nfloat64 y\n',
+    'vision_msgs/msg/Pose2D': 'vision_msgs/Point2D position\nfloat64 theta\n',
+    'vision_msgs/msg/BoundingBox2D': 'vision_msgs/Pose2D center\nfloat64 size_x\nfloat64 size_y\n',
+    'vision_msgs/msg/ObjectHypothesis': 'string class_id\nfloat64 score\n',
+    'vision_msgs/msg/ObjectHypothesisWithPose': 'vision_msgs/ObjectHypothesis hypothesis\n'
+                                                'geometry_msgs/PoseWithCovariance pose\n',
+    'vision_msgs/msg/Detection2D': 'std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n'
+                                   'vision_msgs/BoundingBox2D bbox\nstring id\n',
+    'vision_msgs/msg/Detection2DArray': 'std_msgs/Header header\nvision_msgs/Detection2D[] detections\n',
+}
+
+
+class BagEvalError(RuntimeError):
+    """The evaluation cannot go on; the message names the bag, topic, type or frame at fault."""
+
+
+def eval_typestore():
+    """starpose_msgs + the distro's standard messages + vision_msgs 4.x definitions."""
+    from rosbags.typesys import get_types_from_msg
+
+    typestore = bagio.starpose_typestore()
+    types = {}
+    for name, text in VISION_MSGS.items():
+        types.update(get_types_from_msg(text, name))
+    typestore.register(types)
+    return typestore
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+class BagSource:
+    """A rosbag2 directory or `.mcap`/`.db3` file opened with rosbags' AnyReader."""
+
+    def __init__(self, path, typestore=None):
+        from rosbags.highlevel import AnyReader, AnyReaderError
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagEvalError(f'bag not found: {self.path}')
+        if self.path.is_dir() and not (self.path / 'metadata.yaml').is_file():
+            raise BagEvalError(f'{self.path} is not a rosbag2 directory (no metadata.yaml)')
+        self.typestore = typestore or eval_typestore()
+        try:
+            self.reader = AnyReader([self.path], default_typestore=self.typestore)
+            self.reader.open()
+        except (AnyReaderError, FileNotFoundError) as error:
+            raise BagEvalError(f'cannot open bag {self.path}: {error}') from error
+        except Exception as error:  # storage plugins raise their own types on truncated/corrupt files
+            raise BagEvalError(f'cannot open bag {self.path} (truncated or corrupt?): {error}') from error
+        self.topics = {c.topic: c.msgtype for c in self.reader.connections}
+        self.counts = {}
+        for connection in self.reader.connections:
+            self.counts[connection.topic] = self.counts.get(connection.topic, 0) + connection.msgcount
+
+    def image_rate(self, topic: str) -> float:
+        """Messages per second of a topic over the bag's duration (1..120; 25 when it cannot be told)."""
+        count, duration = self.counts.get(topic, 0), self.reader.end_time - self.reader.start_time
+        return float(np.clip((count - 1) * 1e9 / duration, 1.0, 120.0)) if count > 1 and duration > 0 else 25.0
+
+    def require(self, topic: str, allowed: tuple[str, ...], what: str) -> str:
+        """The topic's message type, or BagEvalError naming what the bag has instead."""
+        if topic not in self.topics:
+            listing = ', '.join(f'{t} [{m}]' for t, m in sorted(self.topics.items())) or 'none'
+            raise BagEvalError(f'{self.path}: no {what} topic {topic!r}; the bag has: {listing}')
+        msgtype = self.topics[topic]
+        if msgtype not in allowed:
+            raise BagEvalError(f'{self.path}: {what} topic {topic} carries {msgtype}; expected one of {list(allowed)}')
+        return msgtype
+
+    def messages(self, topics: list[str]) -> Iterator[tuple[str, str, int, object]]:
+        """(topic, type, bag time, message) in bag-time order; read errors become BagEvalError."""
+        connections = [c for c in self.reader.connections if c.topic in topics]
+        count = 0
+        try:
+            for connection, timestamp, raw in self.reader.messages(connections=connections):
+                try:
+                    msg = self.reader.deserialize(raw, connection.msgtype)
+                except Exception as error:
+                    raise BagEvalError(f'{self.path}: cannot decode message {count} on {connection.topic} '
+                                       f'({connection.msgtype}): {error}') from error
+                count += 1
+                yield connection.topic, connection.msgtype, timestamp, msg
+        except BagEvalError:
+            raise
+        except Exception as error:  # truncated chunks, bad sqlite pages, ...
+            raise BagEvalError(f'{self.path}: reading failed after {count} message(s) on {topics} '
+                               f'(truncated or corrupt bag?): {error}') from error
+
+    def close(self) -> None:
+        """Close the reader."""
+        self.reader.close()
+
+
+def _is_person(class_ids: list[str], person_classes: frozenset[str]) -> bool:
+    class_ids = [c for c in class_ids if c]
+    return '*' in person_classes or not class_ids or any(c in person_classes for c in class_ids)
+
+
+def detections_from_msg(msg, msgtype: str, person_classes: frozenset[str] = frozenset({'*'}),
+                        min_score: float = 0.0) -> list[Detection]:
+    """Core detections from a TrackedDetectionArray or vision_msgs Detection2DArray read from a bag."""
+    if msgtype == bagio.DETECTIONS:
+        return [d for d, raw in zip(bagio.decode_detections(msg), msg.detections, strict=True)
+                if _is_person([raw.class_id], person_classes) and d.score >= min_score]
+    detections = []
+    for det in msg.detections:
+        hypotheses = [(r.hypothesis.class_id, float(r.hypothesis.score)) for r in det.results]
+        if not _is_person([c for c, _ in hypotheses], person_classes):
+            continue
+        score = max((s for c, s in hypotheses if '*' in person_classes or c in person_classes), default=1.0)
+        if score < min_score:
+            continue
+        center = det.bbox.center.position
+        detections.append(Detection((center.x - det.bbox.size_x / 2, center.y - det.bbox.size_y / 2,
+                                     det.bbox.size_x, det.bbox.size_y), det.id or None, score))
+    return detections
+
+
+def load_ground_truth(path):
+    """The one video of a PoseTrack JSON sidecar (the bag's clip)."""
+    from starpose_training.posetrack import PoseTrackFormatError, read_posetrack_file
+
+    try:
+        videos = read_posetrack_file(path)
+    except (PoseTrackFormatError, OSError, ValueError) as error:
+        raise BagEvalError(f'ground truth: {error}') from error
+    if len(videos) != 1:
+        raise BagEvalError(f'ground truth {path} holds {len(videos)} videos; give the JSON of the bag\'s clip only')
+    return videos[0]
+
+
+def ground_truth_detections(video, index: int) -> list[Detection]:
+    """Boxes (and track ids) of the annotated people of GT frame `index`."""
+    if index >= len(video.images):
+        return []
+    return [Detection(tuple(float(v) for v in person.bbox_xywh), None if person.track_id is None
+                      else str(person.track_id), 1.0)
+            for person in video.people_in(video.images[index]) if person.bbox_xywh is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+def pose_array_message(typestore, result: FrameResult):
+    """starpose_msgs/PersonPoseArray of a result, with the input image's header (as the node publishes)."""
+    types = typestore.types
+    poses = []
+    for person in result.persons:
+        x, y, w, h = (float(v) for v in person.box_xywh)
+        keypoints = [types['starpose_msgs/msg/Keypoint2D'](x=float(kx), y=float(ky), score=float(ks))
+                     for kx, ky, ks in person.keypoints]
+        poses.append(types['starpose_msgs/msg/PersonPose'](
+            track_id=str(person.track_id), bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
+            score=float(person.score), keypoints=keypoints))
+    return types['starpose_msgs/msg/PersonPoseArray'](
+        header=bagio.make_header(typestore, result.stamp_ns, result.frame_id),
+        keypoint_layout=result.keypoint_layout, poses=poses)
+
+
+def frame_record(result: FrameResult, index: int) -> dict:
+    """The JSON line of one frame."""
+    return {'frame': index, 'stamp_ns': result.stamp_ns, 'frame_id': result.frame_id,
+            'keypoint_layout': result.keypoint_layout,
+            'timings_ms': {k: round(v, 3) for k, v in result.timings_ms.items()},
+            'persons': [{'track_id': p.track_id, 'box_xywh': [round(float(v), 2) for v in p.box_xywh],
+                         'score': round(float(p.score), 4),
+                         'keypoints': [[round(float(v), 2) for v in k[:2]] + [round(float(k[2]), 4)]
+                                       for k in p.keypoints]}
+                        for p in result.persons]}
+
+
+class Outputs:
+    """Output bag, per-frame JSONL and overlay video, appended frame by frame."""
+
+    def __init__(self, folder: Path, typestore, fps: float, write_video: bool):
+        self.folder = folder
+        self.bag_path = folder / 'output_bag'
+        self.jsonl_path = folder / 'frames.jsonl'
+        self.video_path = folder / 'overlay.mp4'
+        for stale in (self.bag_path, self.jsonl_path, self.video_path):  # outputs of an earlier run
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
+        self.typestore = typestore
+        self.bag = bagio.BagWriter(self.bag_path, storage='mcap', typestore=typestore)
+        self.jsonl = open(self.jsonl_path, 'w')  # noqa: SIM115 - closed in close()
+        self.fps, self.write_video = fps, write_video
+        self.video = None
+        self.frames_written = 0
+
+    def write(self, result: FrameResult, index: int, bag_time_ns: int) -> None:
+        """Append one frame's messages, JSON line and video frame."""
+        self.bag.write(POSES_TOPIC, pose_array_message(self.typestore, result), bag_time_ns)
+        if result.overlay_rgb is not None:
+            self.bag.write(OVERLAY_TOPIC, bagio.image_message(self.typestore, result.overlay_rgb, result.stamp_ns,
+                                                              result.frame_id), bag_time_ns)
+            self._video_frame(result.overlay_rgb)
+        if result.mosaic_rgb is not None:
+            self.bag.write(MOSAIC_TOPIC, bagio.image_message(self.typestore, result.mosaic_rgb, result.stamp_ns,
+                                                             result.frame_id), bag_time_ns)
+        self.jsonl.write(json.dumps(frame_record(result, index)) + '\n')
+        self.jsonl.flush()
+        self.frames_written += 1
+
+    def _video_frame(self, overlay_rgb: np.ndarray) -> None:
+        if not self.write_video:
+            return
+        height, width = overlay_rgb.shape[:2]
+        if self.video is None:
+            self.video = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*'mp4v'), self.fps,
+                                         (width, height))
+            if not self.video.isOpened():
+                raise BagEvalError(f'OpenCV cannot write {self.video_path} (no mp4v encoder?)')
+            self._size = (width, height)
+        if (width, height) != self._size:  # a video has one size: later frames are resized
+            overlay_rgb = cv2.resize(overlay_rgb, self._size, interpolation=cv2.INTER_AREA)
+        self.video.write(cv2.cvtColor(overlay_rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        """Finish every file (safe to call after an error)."""
+        self.bag.close()
+        self.jsonl.close()
+        if self.video is not None:
+            self.video.release()
+
+
+class RecordingBackend(InferenceBackend):
+    """Passes calls through and keeps up to `limit` LR windows (INT8 calibration data for TensorRT)."""
+
+    def __init__(self, inner: InferenceBackend, limit: int):
+        self.inner, self.limit = inner, limit
+        self.name = inner.name
+        self.windows: list[np.ndarray] = []
+
+    @property
+    def model_info(self):
+        """The wrapped backend's model info."""
+        return self.inner.model_info
+
+    def _run(self, lr_frames: np.ndarray) -> InferenceOutput:
+        room = self.limit - sum(len(w) for w in self.windows)
+        if room > 0:
+            self.windows.append(lr_frames[:room].copy())
+        return self.inner.infer(lr_frames)
+
+    def save(self, path) -> int:
+        """Write the windows as one uint8 .npy (N, T, h, w, 3); return N."""
+        shape = (0, *self.model_info.input_shape)
+        windows = np.concatenate(self.windows) if self.windows else np.zeros(shape, np.uint8)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, windows)
+        return len(windows)
+
+    def close(self) -> None:
+        """Close the wrapped backend."""
+        self.inner.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class EvalOptions:
+    """Everything `evaluate_bag` needs (the command line maps onto it one to one)."""
+
+    bag: Path
+    model: Path
+    output: Path
+    backend: str = 'onnxruntime'
+    device: str = 'cpu'
+    threads: int = 2
+    image_topic: str = '/image'
+    detections_topic: str = '/detections'
+    detector: str = 'topic'
+    gt_json: Path | None = None
+    person_classes: frozenset[str] = frozenset({'*'})
+    min_detection_score: float = 0.0
+    max_batch: int = 16
+    max_tracks: int = 32
+    max_frames: int | None = None
+    out_of_order: str = 'warn'
+    video: bool = True
+    save_calibration: Path | None = None
+    calibration_windows: int = 512
+    progress: bool = True
+    backend_options: dict = field(default_factory=dict)
+
+
+def _backend_options(options: EvalOptions) -> dict:
+    if options.backend == 'onnxruntime':
+        return {'device': options.device, 'intra_op_threads': options.threads, **options.backend_options}
+    if options.backend == 'torch':
+        return {'device': options.device, 'num_threads': options.threads, **options.backend_options}
+    return {'max_batch': options.max_batch, **options.backend_options}
+
+
+@dataclass
+class _Run:
+    """Mutable state of one evaluation."""
+
+    stamps: list[int] = field(default_factory=list)  # header stamps of the images, in bag order
+    bag_times: dict[int, int] = field(default_factory=dict)  # header stamp -> bag time of its image
+    index_of: dict[int, int] = field(default_factory=dict)  # header stamp -> image index
+    results: dict[int, FrameResult] = field(default_factory=dict)  # image index -> result (persons only)
+    latency: dict[str, list[float]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {
+        'frames': 0, 'results': 0, 'persons': 0, 'tracks': 0, 'unpaired_images': 0, 'unused_detections': 0,
+        'out_of_order_stamps': 0, 'duplicate_stamps': 0, 'rejected_detections': 0})
+    track_ids: set[str] = field(default_factory=set)
+    quality: list[tuple[float, float]] = field(default_factory=list)  # (PSNR, SSIM) per person
+
+
+def _read_detections(source: BagSource, options: EvalOptions) -> tuple[dict[int, list[Detection]], str]:
+    """All detection messages by header stamp (first pass; detections are small)."""
+    msgtype = source.require(options.detections_topic, DETECTION_TYPES, 'detections')
+    by_stamp = {}
+    for _topic, _type, _time, msg in source.messages([options.detections_topic]):
+        by_stamp.setdefault(bagio.header_stamp_ns(msg), detections_from_msg(
+            msg, msgtype, options.person_classes, options.min_detection_score))
+    return by_stamp, msgtype
+
+
+def _quality(result: FrameResult) -> list[tuple[float, float]]:
+    """PSNR/SSIM of each SR crop against the camera image resampled into the same HR crop."""
+    from starpose_training.metrics.image_quality import psnr, ssim
+
+    values = []
+    for person in result.persons:
+        center, size = box_to_center_scale(person.box_xywh)
+        reference = warp_crop(result.image_rgb, crop_affine(center, size, (SR_HEIGHT, SR_WIDTH)),
+                              (SR_HEIGHT, SR_WIDTH))
+        values.append((psnr(person.sr_crop, reference), ssim(person.sr_crop, reference)))
+    return values
+
+
+def _record(run: _Run, result: FrameResult, outputs: Outputs, filmstrip: FilmstripSampler, want_quality: bool):
+    index = run.index_of[result.stamp_ns]
+    started = time.perf_counter()
+    outputs.write(result, index, run.bag_times[result.stamp_ns])
+    write_ms = (time.perf_counter() - started) * 1e3
+    for stage, value in {**result.timings_ms, 'write': write_ms}.items():
+        run.latency.setdefault(stage, []).append(value)
+    run.counts['results'] += 1
+    run.counts['persons'] += len(result.persons)
+    run.track_ids.update(p.track_id for p in result.persons)
+    for person in result.persons:
+        filmstrip.add(index, result.image_rgb, person)
+    if want_quality:
+        run.quality += _quality(result)
+    run.results[index] = FrameResult(result.stamp_ns, result.frame_id, result.persons, {}, result.keypoint_layout)
+
+
+def _accuracy(run: _Run, gt_video, layout: str) -> tuple[dict, tuple[list[str], list[float]] | None]:
+    """OKS AP, PoseTrack AP (+ per joint) over the processed frames, PSNR/SSIM over all persons."""
+    from starpose_training.metrics.oks import evaluate_oks
+    from starpose_training.metrics.poseval import POSEVAL_JOINTS, EvaluationInputError, evaluate_posetrack_ap
+    from starpose_training.posetrack import PoseTrackPerson, PoseTrackVideo
+
+    frames = len(run.stamps)
+    if len(gt_video.images) < frames:
+        raise BagEvalError(f'ground truth {gt_video.source} has {len(gt_video.images)} frames, the bag {frames} '
+                           'images: they must be the same clip (frame k of the bag = frame k of the JSON)')
+    images = gt_video.images[:frames]
+    ids = {image.id for image in images}
+    gt = PoseTrackVideo(gt_video.name, gt_video.source, images, {i: p for i, p in gt_video.people.items() if i in ids},
+                        gt_video.version)
+    predictions = {}
+    for index, image in enumerate(images):
+        result = run.results.get(index)
+        predictions[image.id] = [] if result is None else [
+            PoseTrackPerson(id=None, image_id=image.id, track_id=int(p.track_id) if p.track_id.isdigit() else None,
+                            keypoints=p.keypoints.astype(np.float64), scores=p.keypoints[:, 2].astype(np.float64),
+                            score=float(p.score)) for p in result.persons]
+    prediction = PoseTrackVideo(gt_video.name, Path('predictions'), images, predictions, gt_video.version)
+    accuracy = {}
+    if layout != 'posetrack':
+        accuracy['note'] = (f'The model outputs the {layout!r} keypoint layout and the ground truth is PoseTrack: '
+                            'slots 1/2 (eyes vs head_bottom/head_top) are compared as they are.')
+    try:
+        accuracy.update({f'OKS {k}': v for k, v in evaluate_oks([(gt, prediction)]).items()})
+        posetrack = evaluate_posetrack_ap([(gt, prediction)])
+    except EvaluationInputError as error:
+        accuracy['note'] = f'accuracy not computed: {error}'
+        return accuracy, None
+    accuracy.update({f'PoseTrack AP {k}': v for k, v in posetrack.parts.items()})
+    if run.quality:
+        accuracy['PSNR (dB)'] = float(np.mean([q[0] for q in run.quality if math.isfinite(q[0])] or [math.nan]))
+        accuracy['SSIM'] = float(np.mean([q[1] for q in run.quality]))
+    names = [name for name, _ in POSEVAL_JOINTS]
+    return accuracy, (names, [float(v) for v in posetrack.ap])
+
+
+def evaluate_bag(options: EvalOptions) -> dict:
+    """Run the whole evaluation; return the report dict (also written to the output folder).
+
+    Raises BagEvalError for bad input after writing everything processed so far.
+    """
+    if options.detector not in DETECTORS:
+        raise BagEvalError(f'detector must be one of {DETECTORS}, got {options.detector!r}')
+    if options.detector == 'gt' and options.gt_json is None:
+        raise BagEvalError('--detector gt needs --gt-json (the PoseTrack JSON of the clip)')
+    output = Path(options.output)
+    output.mkdir(parents=True, exist_ok=True)
+    gt_video = load_ground_truth(options.gt_json) if options.gt_json is not None else None
+    source = BagSource(options.bag)
+    try:
+        image_type = source.require(options.image_topic, IMAGE_TYPES, 'image')
+        detections, detection_type = ({}, None)
+        if options.detector == 'topic':
+            detections, detection_type = _read_detections(source, options)
+        try:
+            backend = create_backend(options.backend, options.model, **_backend_options(options))
+        except BackendError as error:
+            raise BagEvalError(f'cannot load model {options.model} with {options.backend}: {error}') from error
+        recorder = None
+        if options.save_calibration is not None:
+            backend = recorder = RecordingBackend(backend, options.calibration_windows)
+        with backend:
+            pipeline = PosePipeline(backend, PipelineConfig(
+                detector='hog' if options.detector == 'hog' else 'none', max_batch=options.max_batch,
+                max_tracks=options.max_tracks, draw_overlay=True, draw_mosaic=True))
+            report = _replay(source, options, image_type, detections, detection_type, pipeline, gt_video, output)
+            if recorder is not None:
+                saved = recorder.save(options.save_calibration)
+                report['outputs']['calibration windows'] = f'{options.save_calibration} ({saved} windows)'
+    finally:
+        source.close()
+    return report
+
+
+def _replay(source, options, image_type, detections, detection_type, pipeline, gt_video, output) -> dict:
+    from tqdm import tqdm
+
+    run = _Run()
+    total = source.counts.get(options.image_topic, 0)
+    if options.max_frames is not None:
+        total = min(total, options.max_frames)
+    info = pipeline.info
+    filmstrip = FilmstripSampler((info.lr_height, info.lr_width), info.keypoint_layout)
+    outputs = Outputs(output, source.typestore, fps=source.image_rate(options.image_topic), write_video=options.video)
+    used_stamps: set[int] = set()
+    error = None
+    started = time.perf_counter()
+    want_quality = gt_video is not None
+    progress = tqdm(total=total, unit='frame', desc='bag-eval', disable=not options.progress)
+    try:
+        loop_mark = time.perf_counter()
+        for _topic, _type, bag_time, msg in source.messages([options.image_topic]):
+            if options.max_frames is not None and run.counts['frames'] >= options.max_frames:
+                break
+            stamp = bagio.header_stamp_ns(msg)
+            try:
+                image = bagio.decode_image(msg)
+            except Exception as decode_error:
+                raise BagEvalError(f'{source.path}: image {len(run.stamps)} on {options.image_topic} '
+                                   f'({image_type}) cannot be decoded: {decode_error}') from decode_error
+            read_ms = (time.perf_counter() - loop_mark) * 1e3  # bag read + deserialise + image decode
+            if run.stamps and stamp < run.stamps[-1]:
+                run.counts['out_of_order_stamps'] += 1
+                message = (f'image {len(run.stamps)} has header stamp {stamp} ns, earlier than the previous '
+                           f'image ({run.stamps[-1]} ns)')
+                if options.out_of_order == 'error':
+                    raise BagEvalError(f'{source.path}: {message}')
+                LOG.warning('%s: tracks restart (the pipeline treats it as a new stream)', message)
+            if stamp in run.index_of:
+                run.counts['duplicate_stamps'] += 1
+            else:
+                run.index_of[stamp] = len(run.stamps)
+                run.bag_times[stamp] = bag_time
+            frame_detections = _frame_detections(options, detections, gt_video, stamp, len(run.stamps), run,
+                                                 used_stamps)
+            run.stamps.append(stamp)
+            run.counts['frames'] += 1
+            result = pipeline.process(FrameInput(stamp, msg.header.frame_id, image, frame_detections))
+            run.latency.setdefault('read', []).append(read_ms)
+            if result is not None:
+                _record(run, result, outputs, filmstrip, want_quality)
+            progress.update(1)
+            loop_mark = time.perf_counter()
+        for result in pipeline.flush():
+            _record(run, result, outputs, filmstrip, want_quality)
+    except (BagEvalError, BackendError) as failure:
+        error = str(failure)
+    finally:
+        progress.close()
+        outputs.close()
+    wall = time.perf_counter() - started
+    run.counts['tracks'] = len(run.track_ids)
+    run.counts['unused_detections'] = len(set(detections) - used_stamps)
+    run.counts['rejected_detections'] = pipeline.counters.rejected_detections
+    report = {
+        'run': {'bag': str(options.bag), 'model': str(options.model), 'backend': options.backend,
+                'device': options.device, 'image_topic': f'{options.image_topic} [{image_type}]',
+                'detections': (f'{options.detections_topic} [{detection_type}]' if options.detector == 'topic'
+                               else 'OpenCV HOG people detector' if options.detector == 'hog'
+                               else f'ground-truth boxes from {options.gt_json}'),
+                'keypoint_layout': pipeline.info.keypoint_layout, 'window': pipeline.info.window,
+                'lr_size': [pipeline.info.lr_height, pipeline.info.lr_width],
+                'target_frame': pipeline.info.target_frame},
+        'counts': run.counts, 'wall_time_s': wall, 'throughput_fps': run.counts['frames'] / wall if wall else 0.0,
+        'latency_ms': latency_summary(run.latency), 'error': error,
+        'outputs': {'output bag': str(outputs.bag_path), 'frames': str(outputs.jsonl_path)},
+    }
+    if outputs.video is not None:
+        report['outputs']['overlay video'] = str(outputs.video_path)
+    joint_ap = None
+    if gt_video is not None and run.results:
+        report['accuracy'], joint_ap = _accuracy(run, gt_video, pipeline.info.keypoint_layout)
+    json_path, md_path = write_report(output, report, run.latency, joint_ap, filmstrip.image())
+    report['outputs'].update({'report': str(md_path), 'report json': str(json_path)})
+    if error is not None:
+        raise BagEvalError(f'{error}\n(results of the {run.counts["results"]} frames processed before are in '
+                           f'{output})')
+    return report
+
+
+def _frame_detections(options, detections, gt_video, stamp, index, run, used_stamps) -> list[Detection] | None:
+    """Detections for one image: paired by stamp, from the GT sidecar, or None (the pipeline's HOG)."""
+    if options.detector == 'hog':
+        return None
+    if options.detector == 'gt':
+        return ground_truth_detections(gt_video, index)
+    if stamp in detections:
+        used_stamps.add(stamp)
+        return detections[stamp]
+    run.counts['unpaired_images'] += 1
+    return []
+
+
+# ---------------------------------------------------------------------------------------------
+# Demo and command line
+# ---------------------------------------------------------------------------------------------
+
+def exported_onnx(checkpoint: Path, folder: Path) -> Path:
+    """The ONNX export of a `.pt` checkpoint, cached in `folder` under the checkpoint's hash."""
+    from starpose_model.checkpoint import load_inference_model
+    from starpose_model.export import export_onnx
+    from starpose_ros.core.backends.tensorrt_engine import file_sha256
+
+    target = folder / f'{checkpoint.stem}.{file_sha256(checkpoint)[:12]}.onnx'
+    if not target.is_file():
+        print(f'exporting {checkpoint.name} to ONNX (once; cached as {target}) ...', flush=True)
+        export_onnx(load_inference_model(checkpoint), target)
+    return target
+
+
+def run_demo(output, model=DEMO_MODEL, backend: str = 'onnxruntime', frames: int = 60, seed: int = 7,
+             progress: bool = True) -> dict:
+    """Generate a synthetic clip (bag + PoseTrack JSON) and evaluate the demo model on it (CPU).
+
+    With onnxruntime (default: the node's default runtime, and several times faster than the
+    PyTorch backend on a CPU) a `.pt` model is exported to ONNX first and cached in `output/model`.
+    """
+    from starpose_training.synthetic.dataset import generate_dataset
+
+    output = Path(output)
+    model = Path(model)
+    if not model.is_file():
+        raise BagEvalError(f'demo model not found: {model} (it ships with the package; a fresh clone has it '
+                           'under starpose_ros/assets/)')
+    if backend in ('onnxruntime', 'tensorrt') and model.suffix == '.pt':
+        model = exported_onnx(model, output / 'model')
+    clip, bag = output / 'clip', output / 'input_bag'
+    if bag.exists():  # ours, from an earlier demo run: rosbag2 writers never overwrite
+        shutil.rmtree(bag)
+    print(f'generating a {frames}-frame synthetic clip into {clip} and {bag} ...', flush=True)
+    manifest = generate_dataset(clip, 'demo', seed, overwrite=True, rosbag=bag, rosbag_storage='mcap', frames=frames)
+    info = manifest['rosbag']
+    split = next(s for s, seqs in manifest['splits'].items() if info['sequence'] in seqs)
+    gt_json = clip / 'annotations' / split / f"{info['sequence']}.json"
+    options = EvalOptions(bag=bag, model=model, output=output, backend=backend, gt_json=gt_json,
+                          image_topic='/image', detections_topic='/detections', detector='topic',
+                          max_batch=8, progress=progress)
+    return evaluate_bag(options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog='starpose-bag-eval', description=__doc__.split('\n\n')[0],
+                                     epilog='See docs/bag_replay.md.')
+    parser.add_argument('bag', nargs='?', type=Path, help='rosbag2 directory or .mcap file')
+    parser.add_argument('--demo', action='store_true',
+                        help='generate a synthetic clip and evaluate the bundled demo model on it (CPU)')
+    parser.add_argument('--model', type=Path, help='model: .onnx (onnxruntime/tensorrt), .pt (torch), .engine')
+    parser.add_argument('--backend', choices=BACKEND_NAMES, default='onnxruntime')
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
+    parser.add_argument('--threads', type=int, default=2, help='CPU threads of the backend')
+    parser.add_argument('--output', type=Path, required=True, help='output folder')
+    parser.add_argument('--image-topic', default='/image', help='sensor_msgs/Image or CompressedImage topic')
+    parser.add_argument('--detections-topic', default='/detections',
+                        help='starpose_msgs/TrackedDetectionArray or vision_msgs/Detection2DArray topic')
+    parser.add_argument('--detector', choices=DETECTORS, default='topic',
+                        help='person boxes: the detections topic, OpenCV HOG, or the --gt-json boxes')
+    parser.add_argument('--gt-json', type=Path, help='PoseTrack JSON of the clip: accuracy in the report')
+    parser.add_argument('--person-classes', default='*', help="comma-separated class ids that are people ('*': any)")
+    parser.add_argument('--min-detection-score', type=float, default=0.0)
+    parser.add_argument('--max-batch', type=int, default=16)
+    parser.add_argument('--max-tracks', type=int, default=32)
+    parser.add_argument('--max-frames', type=int, help='stop after this many images')
+    parser.add_argument('--out-of-order', choices=OUT_OF_ORDER, default='warn',
+                        help='image stamps going backwards: warn and restart tracks, or stop with an error')
+    parser.add_argument('--no-video', action='store_true', help='skip overlay.mp4')
+    parser.add_argument('--save-calibration', type=Path,
+                        help='also save the LR windows fed to the model (.npy) for TensorRT INT8 calibration')
+    parser.add_argument('--demo-frames', type=int, default=60, help='--demo: frames of the generated clip')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    return parser
+
+
+def _print_outputs(report: dict) -> None:
+    counts = report['counts']
+    print(f"\n{counts['frames']} frames, {counts['persons']} person poses, {counts['tracks']} tracks, "
+          f"{report['throughput_fps']:.2f} frames/s")
+    for key, value in report.get('accuracy', {}).items():
+        if key.startswith(('OKS mAP', 'PoseTrack AP Total', 'PSNR', 'SSIM')):
+            print(f'  {key}: {value:.2f}')
+    for name, path in report['outputs'].items():
+        print(f'  {name}: {path}')
+
+
+def main(argv=None) -> int:
+    """Entry point of `starpose-bag-eval`."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format='%(name)s: %(levelname)s: %(message)s')
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    try:
+        if args.demo:
+            report = run_demo(args.output, args.model or DEMO_MODEL, args.backend, args.demo_frames,
+                              progress=not args.quiet)
+        else:
+            if args.bag is None or args.model is None:
+                raise BagEvalError('give a bag and --model (or --demo)')
+            report = evaluate_bag(EvalOptions(
+                bag=args.bag, model=args.model, output=args.output, backend=args.backend,
+                device=args.device, threads=args.threads, image_topic=args.image_topic,
+                detections_topic=args.detections_topic, detector=args.detector, gt_json=args.gt_json,
+                person_classes=frozenset(c.strip() for c in args.person_classes.split(',') if c.strip()),
+                min_detection_score=args.min_detection_score, max_batch=args.max_batch, max_tracks=args.max_tracks,
+                max_frames=args.max_frames, out_of_order=args.out_of_order, video=not args.no_video,
+                save_calibration=args.save_calibration, progress=not args.quiet))
+    except (BagEvalError, bagio.BagIOError) as error:
+        print(f'starpose-bag-eval: error: {error}', file=sys.stderr)
+        return 1
+    _print_outputs(report)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""`starpose-video2bag`: a video file or an image folder (+ PoseTrack JSON) -> rosbag2.
+
+The bag has the node's inputs: `/image` (sensor_msgs/Image; `/image/compressed` with
+CompressedImage for jpeg/png) and, given a PoseTrack JSON of the clip, `/detections`
+(starpose_msgs/TrackedDetectionArray: the annotated boxes, id = PoseTrack track_id), with equal
+headers per frame. Frame k gets the stamp `start + k / fps`. So any clip can be played into the
+node (`ros2 bag play`) or evaluated (`starpose-bag-eval`, with the same JSON as `--gt-json`).
+
+    starpose-video2bag clip.mp4 clip_bag --fps 30
+    starpose-video2bag images/val/000342_mpii_test clip_bag --posetrack-json annotations/val/000342_mpii_test.json
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from starpose_ros import bagio
+from starpose_ros.core.types import Detection
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
+DEFAULT_START_NS = 1_700_000_000 * 10**9
+
+
+class Video2BagError(RuntimeError):
+    """The input cannot be turned into a bag; the message names the file or frame."""
+
+
+def image_folder_frames(folder: Path) -> tuple[list[Path], Iterator[np.ndarray]]:
+    """Image files of a folder in name order and an iterator of their RGB arrays."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise Video2BagError(f'{folder}: no images ({", ".join(IMAGE_SUFFIXES)})')
+
+    def frames():
+        for path in files:
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise Video2BagError(f'{path}: OpenCV cannot read this image')
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return files, frames()
+
+
+def video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
+    """The file's frame rate (0 if unknown) and an iterator of its RGB frames."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise Video2BagError(f'{path}: OpenCV cannot open this video')
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+
+    def frames():
+        try:
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+    return fps, frames()
+
+
+def posetrack_boxes(json_path: Path) -> list[list[Detection]]:
+    """Per frame (in frame order) the annotated people's boxes with their track ids."""
+    from starpose_training.posetrack import PoseTrackFormatError, read_posetrack_file
+
+    try:
+        videos = read_posetrack_file(json_path)
+    except (PoseTrackFormatError, OSError, ValueError) as error:
+        raise Video2BagError(str(error)) from error
+    if len(videos) != 1:
+        raise Video2BagError(f'{json_path} holds {len(videos)} videos; give the JSON of one clip')
+    video = videos[0]
+    return [[Detection(tuple(float(v) for v in p.bbox_xywh), None if p.track_id is None else str(p.track_id), 1.0)
+             for p in video.people_in(image) if p.bbox_xywh is not None] for image in video.images]
+
+
+def convert(source, output, posetrack_json=None, fps: float | None = None, storage: str = 'sqlite3',
+            image_format: str = 'rgb8', frame_id: str = 'camera', start_ns: int = DEFAULT_START_NS,
+            max_frames: int | None = None) -> dict:
+    """Write the bag; return a summary (frames, topics, fps, size)."""
+    source, output = Path(source), Path(output)
+    if output.exists():
+        raise Video2BagError(f'{output} exists already (rosbag2 writers never overwrite)')
+    if source.is_dir():
+        _files, frames = image_folder_frames(source)
+        source_fps = 0.0
+    elif source.is_file():
+        source_fps, frames = video_frames(source)
+    else:
+        raise Video2BagError(f'input not found: {source}')
+    fps = fps or source_fps or 25.0
+    if fps <= 0:
+        raise Video2BagError(f'fps must be > 0, got {fps}')
+    boxes = posetrack_boxes(Path(posetrack_json)) if posetrack_json is not None else None
+    period = int(round(1e9 / fps))
+    typestore = bagio.starpose_typestore()
+    image_topic = '/image' if image_format in ('rgb8', 'bgr8') else '/image/compressed'
+    count, size = 0, None
+    with bagio.BagWriter(output, storage=storage, typestore=typestore) as bag:
+        for index, rgb in enumerate(frames):
+            if max_frames is not None and index >= max_frames:
+                break
+            stamp = start_ns + index * period
+            if image_format in ('rgb8', 'bgr8'):
+                bag.write(image_topic, bagio.image_message(typestore, rgb, stamp, frame_id, image_format))
+            else:
+                bag.write(image_topic, bagio.compressed_image_message(typestore, rgb, stamp, frame_id, image_format))
+            if boxes is not None:
+                detections = boxes[index] if index < len(boxes) else []
+                bag.write('/detections', bagio.detections_message(typestore, detections, stamp, frame_id))
+            size = rgb.shape[1::-1]
+            count += 1
+    if count == 0:
+        raise Video2BagError(f'{source}: no frames could be read')
+    if boxes is not None and len(boxes) != count and max_frames is None:
+        raise Video2BagError(f'{posetrack_json} has {len(boxes)} frames but {source} has {count}: not the same clip '
+                             f'(the bag {output} was written; its detections are wrong)')
+    topics = [image_topic] + (['/detections'] if boxes is not None else [])
+    return {'bag': str(output), 'frames': count, 'fps': fps, 'size': size, 'topics': topics, 'storage': storage}
+
+
+def main(argv=None) -> int:
+    """Entry point of `starpose-video2bag`."""
+    parser = argparse.ArgumentParser(prog='starpose-video2bag', description=__doc__.split('\n\n')[0])
+    parser.add_argument('input', type=Path, help='video file or folder of images (name order)')
+    parser.add_argument('output', type=Path, help='rosbag2 directory to create')
+    parser.add_argument('--posetrack-json', type=Path, help='PoseTrack JSON of the clip: /detections with its boxes')
+    parser.add_argument('--fps', type=float, help='frame rate of the stamps (default: the video\'s, else 25)')
+    parser.add_argument('--storage', choices=sorted(bagio.STORAGES), default='sqlite3')
+    parser.add_argument('--image-format', choices=('rgb8', 'bgr8', 'jpeg', 'png'), default='rgb8')
+    parser.add_argument('--frame-id', default='camera')
+    parser.add_argument('--start-ns', type=int, default=DEFAULT_START_NS, help='stamp of the first frame')
+    parser.add_argument('--max-frames', type=int)
+    args = parser.parse_args(argv)
+    try:
+        summary = convert(args.input, args.output, args.posetrack_json, args.fps, args.storage, args.image_format,
+                          args.frame_id, args.start_ns, args.max_frames)
+    except (Video2BagError, bagio.BagIOError) as error:
+        print(f'starpose-video2bag: error: {error}', file=sys.stderr)
+        return 1
+    width, height = summary['size']
+    print(f"wrote {summary['frames']} frames ({width}x{height}, {summary['fps']:g} fps) to {summary['bag']} "
+          f"({summary['storage']}): {', '.join(summary['topics'])}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""starpose-bag-eval on real rosbag2 files (sqlite3, mcap, a bare .mcap from another writer).
+
+Bags are written with `rosbags` (through the synthetic generator and bagio) and with
+mcap-ros2-support's writer; the evaluation runs a real ONNX Runtime session of a random tiny
+model; the output bag is read back with rosbags. Results are compared, frame for frame, with
+the node's core (`PosePipeline.process`) run directly on the same frames.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from starpose_ros import bagio
+from starpose_ros.bag_eval import (
+    OVERLAY_TOPIC,
+    POSES_TOPIC,
+    BagEvalError,
+    EvalOptions,
+    eval_typestore,
+    evaluate_bag,
+    main,
+    run_demo,
+)
+from starpose_ros.core.backends import create_backend
+from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
+from starpose_ros.core.types import FrameInput
+from test.core.conftest import tiny_model_files  # noqa: F401 - the core tests' cached tiny model
+
+FRAMES = 4
+
+
+@pytest.fixture(scope='module')
+def clips(tmp_path_factory):
+    """One synthetic clip written as a sqlite3 and as an mcap rosbag2, with its PoseTrack JSON."""
+    from starpose_training.synthetic.dataset import generate_dataset
+
+    root = tmp_path_factory.mktemp('clips')
+    bags = {}
+    for storage in ('sqlite3', 'mcap'):
+        manifest = generate_dataset(root / f'data_{storage}', 'small', 3, rosbag=root / f'bag_{storage}',
+                                    rosbag_storage=storage, frames=FRAMES, videos={'val': 1}, people=(1, 2))
+        bags[storage] = root / f'bag_{storage}'
+    sequence = manifest['rosbag']['sequence']
+    return {'bags': bags, 'gt': root / 'data_mcap' / 'annotations' / 'val' / f'{sequence}.json'}
+
+
+@pytest.fixture
+def onnx_model(tiny_model_files):  # noqa: F811
+    return tiny_model_files[0]
+
+
+def _options(bag, model, output, **overrides) -> EvalOptions:
+    return EvalOptions(bag=Path(bag), model=Path(model), output=Path(output), progress=False, max_batch=8,
+                       **overrides)
+
+
+def _read(bag, topic):
+    return [item for item in bagio.read_messages(bag, [topic], typestore=eval_typestore())]
+
+
+def _direct_pipeline_results(bag, model):
+    """The node's core on the bag's frames, called directly (no bag tool involved)."""
+    images = _read(bag, '/image')
+    detections = {bagio.header_stamp_ns(d.msg): bagio.decode_detections(d.msg) for d in _read(bag, '/detections')}
+    with create_backend('onnxruntime', model, intra_op_threads=2) as backend:
+        pipeline = PosePipeline(backend, PipelineConfig(max_batch=8))
+        results = []
+        for item in images:
+            stamp = bagio.header_stamp_ns(item.msg)
+            result = pipeline.process(FrameInput(stamp, item.msg.header.frame_id, bagio.decode_image(item.msg),
+                                                 detections[stamp]))
+            results.append(result)
+    return images, results
+
+
+def _keypoints(pose_array) -> np.ndarray:
+    return np.array([[[k.x, k.y, k.score] for k in pose.keypoints] for pose in pose_array.poses],
+                    dtype=np.float32).reshape(-1, 17, 3)
+
+
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
+def test_one_pose_array_per_image_with_the_image_header(clips, onnx_model, tmp_path, storage):
+    bag = clips['bags'][storage]
+    report = evaluate_bag(_options(bag, onnx_model, tmp_path, gt_json=clips['gt']))
+    images = _read(bag, '/image')
+    poses = _read(tmp_path / 'output_bag', POSES_TOPIC)
+    assert len(poses) == len(images) == FRAMES
+    for image, pose in zip(images, poses, strict=True):
+        assert (pose.msg.header.stamp.sec, pose.msg.header.stamp.nanosec, pose.msg.header.frame_id) == \
+            (image.msg.header.stamp.sec, image.msg.header.stamp.nanosec, image.msg.header.frame_id)
+        assert pose.timestamp_ns == image.timestamp_ns  # bag time like the input's too
+        assert pose.msg.keypoint_layout == 'posetrack'
+    assert len(_read(tmp_path / 'output_bag', OVERLAY_TOPIC)) == FRAMES
+    assert len(_read(tmp_path / 'output_bag', '/sr_mosaic')) == FRAMES
+    lines = (tmp_path / 'frames.jsonl').read_text().splitlines()
+    assert [json.loads(line)['stamp_ns'] for line in lines] == [bagio.header_stamp_ns(i.msg) for i in images]
+    video = cv2.VideoCapture(str(tmp_path / 'overlay.mp4'))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+    video.release()
+    saved = json.loads((tmp_path / 'report.json').read_text())
+    assert saved['counts']['frames'] == FRAMES and saved['counts']['persons'] == report['counts']['persons'] > 0
+    assert {'read', 'crop', 'infer', 'total'} <= set(saved['latency_ms'])
+    assert all(set(s) == {'p50', 'p95', 'max', 'mean'} for s in saved['latency_ms'].values())
+    assert {'OKS mAP', 'PoseTrack AP Total', 'PSNR (dB)', 'SSIM'} <= set(saved['accuracy'])
+    for plot in ('latency.png', 'joint_ap.png', 'filmstrip.png'):
+        assert cv2.imread(str(tmp_path / 'plots' / plot)) is not None
+    markdown = (tmp_path / 'report.md').read_text()
+    assert '](plots/latency.png)' in markdown and '| infer |' in markdown
+
+
+def test_results_match_the_node_core_frame_for_frame(clips, onnx_model, tmp_path):
+    bag = clips['bags']['sqlite3']
+    evaluate_bag(_options(bag, onnx_model, tmp_path))
+    poses = _read(tmp_path / 'output_bag', POSES_TOPIC)
+    _images, results = _direct_pipeline_results(bag, onnx_model)
+    assert len(poses) == len(results)
+    for pose, result in zip(poses, results, strict=True):
+        assert bagio.header_stamp_ns(pose.msg) == result.stamp_ns
+        assert [p.track_id for p in pose.msg.poses] == [p.track_id for p in result.persons]
+        expected = np.array([p.keypoints for p in result.persons], dtype=np.float32).reshape(-1, 17, 3)
+        np.testing.assert_array_equal(_keypoints(pose.msg), expected)
+
+
+def test_storage_formats_and_detection_sources_agree(clips, onnx_model, tmp_path):
+    outputs = {}
+    for name, bag, extra in (('sqlite3', clips['bags']['sqlite3'], {}), ('mcap', clips['bags']['mcap'], {}),
+                             ('gt boxes', clips['bags']['mcap'], {'detector': 'gt', 'gt_json': clips['gt']})):
+        evaluate_bag(_options(bag, onnx_model, tmp_path / name, **extra))
+        outputs[name] = [_keypoints(p.msg) for p in _read(tmp_path / name / 'output_bag', POSES_TOPIC)]
+    for name in ('mcap', 'gt boxes'):
+        for a, b in zip(outputs['sqlite3'], outputs[name], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def _write_foreign_mcap(source_bag, path):
+    """A bare .mcap written by mcap-ros2-support (schemas from the .msg texts), same frames as `source_bag`."""
+    from mcap_ros2.writer import Writer
+
+    msg_dir = bagio.find_msg_dir()
+    detection = (msg_dir / 'TrackedDetection.msg').read_text()
+    detection_array = (msg_dir / 'TrackedDetectionArray.msg').read_text().replace(
+        'TrackedDetection[]', 'starpose_msgs/TrackedDetection[]')
+    image_schema = ('std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\nuint8 is_bigendian\n'
+                    'uint32 step\nuint8[] data\n' + '=' * 80 + '\nMSG: std_msgs/Header\n'
+                    'builtin_interfaces/Time stamp\nstring frame_id\n' + '=' * 80 + '\nMSG: builtin_interfaces/Time\n'
+                    'int32 sec\nuint32 nanosec\n')
+    detections_schema = (detection_array + '=' * 80 + '\nMSG: std_msgs/Header\nbuiltin_interfaces/Time stamp\n'
+                         'string frame_id\n' + '=' * 80 + '\nMSG: builtin_interfaces/Time\nint32 sec\nuint32 nanosec\n'
+                         + '=' * 80 + '\nMSG: starpose_msgs/TrackedDetection\n' + detection)
+    with open(path, 'wb') as stream:
+        writer = Writer(stream)
+        image_id = writer.register_msgdef('sensor_msgs/msg/Image', image_schema)
+        detections_id = writer.register_msgdef('starpose_msgs/msg/TrackedDetectionArray', detections_schema)
+        items = _read(source_bag, '/image') + _read(source_bag, '/detections')
+        for item in sorted(items, key=lambda i: (i.timestamp_ns, i.topic)):
+            msg = item.msg
+            header = {'stamp': {'sec': msg.header.stamp.sec, 'nanosec': msg.header.stamp.nanosec},
+                      'frame_id': msg.header.frame_id}
+            if item.topic == '/image':
+                writer.write_message('/image', image_id, {
+                    'header': header, 'height': msg.height, 'width': msg.width, 'encoding': msg.encoding,
+                    'is_bigendian': msg.is_bigendian, 'step': msg.step, 'data': bytes(msg.data)},
+                    log_time=item.timestamp_ns, publish_time=item.timestamp_ns)
+            else:
+                boxes = [{'id': d.id, 'class_id': d.class_id, 'score': d.score, 'center_x': d.center_x,
+                          'center_y': d.center_y, 'size_x': d.size_x, 'size_y': d.size_y} for d in msg.detections]
+                writer.write_message('/detections', detections_id, {'header': header, 'detections': boxes},
+                                     log_time=item.timestamp_ns, publish_time=item.timestamp_ns)
+        writer.finish()
+    return path
+
+
+def test_a_bare_mcap_from_another_writer_is_read(clips, onnx_model, tmp_path):
+    foreign = _write_foreign_mcap(clips['bags']['sqlite3'], tmp_path / 'foreign.mcap')
+    evaluate_bag(_options(foreign, onnx_model, tmp_path / 'foreign'))
+    evaluate_bag(_options(clips['bags']['sqlite3'], onnx_model, tmp_path / 'reference'))
+    got = _read(tmp_path / 'foreign' / 'output_bag', POSES_TOPIC)
+    expected = _read(tmp_path / 'reference' / 'output_bag', POSES_TOPIC)
+    assert len(got) == FRAMES
+    for a, b in zip(got, expected, strict=True):
+        assert bagio.header_stamp_ns(a.msg) == bagio.header_stamp_ns(b.msg)
+        np.testing.assert_array_equal(_keypoints(a.msg), _keypoints(b.msg))
+
+
+def test_vision_msgs_detections_are_decoded(clips, onnx_model, tmp_path):
+    source = clips['bags']['sqlite3']
+    typestore = eval_typestore()
+    types = typestore.types
+    with bagio.BagWriter(tmp_path / 'vision', storage='mcap', typestore=typestore) as bag:
+        for item in _read(source, '/image'):
+            bag.write('/camera/image', item.msg, item.timestamp_ns)
+        for item in _read(source, '/detections'):
+            detections = []
+            for d in item.msg.detections:
+                hypothesis = types['vision_msgs/msg/ObjectHypothesisWithPose'](
+                    hypothesis=types['vision_msgs/msg/ObjectHypothesis'](class_id='person', score=d.score),
+                    pose=types['geometry_msgs/msg/PoseWithCovariance'](
+                        pose=types['geometry_msgs/msg/Pose'](
+                            position=types['geometry_msgs/msg/Point'](x=0.0, y=0.0, z=0.0),
+                            orientation=types['geometry_msgs/msg/Quaternion'](x=0.0, y=0.0, z=0.0, w=1.0)),
+                        covariance=np.zeros(36)))
+                box = types['vision_msgs/msg/BoundingBox2D'](
+                    center=types['vision_msgs/msg/Pose2D'](
+                        position=types['vision_msgs/msg/Point2D'](x=d.center_x, y=d.center_y), theta=0.0),
+                    size_x=d.size_x, size_y=d.size_y)
+                detections.append(types['vision_msgs/msg/Detection2D'](header=item.msg.header, results=[hypothesis],
+                                                                       bbox=box, id=d.id))
+            bag.write('/people', types['vision_msgs/msg/Detection2DArray'](header=item.msg.header,
+                                                                           detections=detections),
+                      item.timestamp_ns)
+    evaluate_bag(_options(tmp_path / 'vision', onnx_model, tmp_path / 'out_vision', image_topic='/camera/image',
+                          detections_topic='/people'))
+    evaluate_bag(_options(source, onnx_model, tmp_path / 'out_reference'))
+    for a, b in zip(_read(tmp_path / 'out_vision' / 'output_bag', POSES_TOPIC),
+                    _read(tmp_path / 'out_reference' / 'output_bag', POSES_TOPIC), strict=True):
+        np.testing.assert_array_equal(_keypoints(a.msg), _keypoints(b.msg))
+
+
+def test_missing_topic_and_wrong_type_are_named(clips, onnx_model, tmp_path):
+    bag = clips['bags']['sqlite3']
+    with pytest.raises(BagEvalError, match=r"no image topic '/camera'.*/detections \[starpose_msgs"):
+        evaluate_bag(_options(bag, onnx_model, tmp_path, image_topic='/camera'))
+    with pytest.raises(BagEvalError, match='image topic /detections carries starpose_msgs/msg/TrackedDetectionArray'):
+        evaluate_bag(_options(bag, onnx_model, tmp_path, image_topic='/detections'))
+    with pytest.raises(BagEvalError, match='no metadata.yaml'):
+        evaluate_bag(_options(tmp_path, onnx_model, tmp_path / 'out'))
+
+
+def test_truncated_bag_is_a_clear_error(clips, onnx_model, tmp_path):
+    bag = tmp_path / 'truncated'
+    shutil.copytree(clips['bags']['mcap'], bag)
+    data = next(bag.glob('*.mcap'))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    assert main([str(bag), '--model', str(onnx_model), '--output', str(tmp_path / 'out'), '--quiet']) == 1
+    with pytest.raises(BagEvalError, match=r'cannot open bag .*truncated'):
+        evaluate_bag(_options(bag, onnx_model, tmp_path / 'out'))
+
+
+def _write_bag(path, source, stamps=None, break_image=None):
+    """A copy of `source` with new header stamps per frame and optionally one undecodable image."""
+    typestore = eval_typestore()
+    images, detections = _read(source, '/image'), _read(source, '/detections')
+    with bagio.BagWriter(path, storage='mcap', typestore=typestore) as bag:
+        for k, (image, detection) in enumerate(zip(images, detections, strict=True)):
+            stamp = stamps[k] if stamps else bagio.header_stamp_ns(image.msg)
+            rgb = bagio.decode_image(image.msg)
+            msg = bagio.image_message(typestore, rgb, stamp, 'camera')
+            if k == break_image:
+                msg.data = msg.data[: len(msg.data) // 2]  # step * height no longer matches the data
+            bag.write('/image', msg, image.timestamp_ns)
+            dets = bagio.decode_detections(detection.msg)
+            bag.write('/detections', bagio.detections_message(typestore, dets, stamp, 'camera'), image.timestamp_ns)
+    return path
+
+
+def test_corrupt_image_stops_with_an_error_and_keeps_earlier_frames(clips, onnx_model, tmp_path):
+    bag = _write_bag(tmp_path / 'corrupt', clips['bags']['sqlite3'], break_image=2)
+    with pytest.raises(BagEvalError, match=r'image 2 on /image .* cannot be decoded'):
+        evaluate_bag(_options(bag, onnx_model, tmp_path / 'out'))
+    assert len(_read(tmp_path / 'out' / 'output_bag', POSES_TOPIC)) == 2
+    assert len((tmp_path / 'out' / 'frames.jsonl').read_text().splitlines()) == 2
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    assert 'cannot be decoded' in report['error'] and report['counts']['results'] == 2
+
+
+def test_out_of_order_stamps_warn_or_stop(clips, onnx_model, tmp_path):
+    base = 1_700_000_000 * 10**9
+    bag = _write_bag(tmp_path / 'unordered', clips['bags']['sqlite3'],
+                     stamps=[base, base + 80_000_000, base + 40_000_000, base + 120_000_000])
+    report = evaluate_bag(_options(bag, onnx_model, tmp_path / 'warn'))
+    assert report['counts']['out_of_order_stamps'] == 1
+    assert len(_read(tmp_path / 'warn' / 'output_bag', POSES_TOPIC)) == FRAMES
+    with pytest.raises(BagEvalError, match='image 2 has header stamp .* earlier than the previous'):
+        evaluate_bag(_options(bag, onnx_model, tmp_path / 'error', out_of_order='error'))
+    assert len(_read(tmp_path / 'error' / 'output_bag', POSES_TOPIC)) == 2
+
+
+def test_hog_detector_and_calibration_windows(clips, onnx_model, tmp_path):
+    windows = tmp_path / 'calibration.npy'
+    report = evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path / 'hog', detector='hog', video=False,
+                                   max_frames=2))
+    assert report['counts']['frames'] == 2 and 'HOG' in report['run']['detections']
+    assert len(_read(tmp_path / 'hog' / 'output_bag', POSES_TOPIC)) == 2
+    report = evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path / 'cal', save_calibration=windows,
+                                   video=False))
+    saved = np.load(windows)
+    assert saved.dtype == np.uint8 and saved.shape == (report['counts']['persons'], 5, 64, 48, 3)
+
+
+def test_demo_writes_video_report_and_bag(onnx_model, tmp_path, capsys):
+    report = run_demo(tmp_path / 'demo', model=onnx_model, frames=3, progress=False)
+    assert report['counts']['frames'] == 3 and report['counts']['persons'] > 0
+    for name in ('overlay.mp4', 'report.md', 'report.json', 'frames.jsonl', 'output_bag', 'plots/filmstrip.png'):
+        assert (tmp_path / 'demo' / name).exists(), name
+    assert 'PoseTrack AP Total' in report['accuracy']
+
+
+def test_demo_model_ships_with_the_package():
+    from starpose_ros.bag_eval import DEMO_MODEL
+    assert DEMO_MODEL.is_file(), f'{DEMO_MODEL} is missing: the README demo needs it'
