@@ -399,6 +399,7 @@ def trt_stack():
     return trt
 
 
+@pytest.mark.gpu
 def test_engine_builds_runs_and_is_reused(trt_stack, tiny_onnx, tmp_path):
     import onnxruntime as ort
 
@@ -417,6 +418,7 @@ def test_engine_builds_runs_and_is_reused(trt_stack, tiny_onnx, tmp_path):
     assert read_sidecar(engine_path)['built_at'] == built_at  # loaded, not rebuilt
 
 
+@pytest.mark.gpu
 def test_corrupt_cached_engine_is_rebuilt(trt_stack, tiny_onnx, tmp_path):
     from starpose_ros.core.backends.tensorrt_backend import TensorRTBackend
     with TensorRTBackend(tiny_onnx, cache_dir=tmp_path, precision='fp16', max_batch=2) as backend:
