@@ -29,8 +29,9 @@ def _draw_skeleton(canvas: np.ndarray, keypoints: np.ndarray, layout: str, color
     Plain 8-connected lines (no anti-aliasing): three times cheaper, and drawing is paid per person
     per frame.
     """
-    visible = ((keypoints[:, 2] >= score_threshold) & np.isfinite(keypoints).all(axis=1)).tolist()
-    points = [tuple(p) for p in np.round(np.nan_to_num(keypoints[:, :2])).astype(np.int32).tolist()]
+    finite = np.isfinite(keypoints).all(axis=1)
+    visible = (finite & (keypoints[:, 2] >= score_threshold)).tolist()
+    points = [tuple(p) for p in np.rint(np.where(finite[:, None], keypoints[:, :2], 0.0)).astype(np.int32).tolist()]
     for a, b in SKELETON_EDGES[layout]:
         if visible[a] and visible[b]:
             cv2.line(canvas, points[a], points[b], color, thickness)
@@ -47,7 +48,7 @@ def draw_overlay(image_rgb: np.ndarray, persons: list[PersonResult], layout: str
                  score_threshold: float = 0.3) -> np.ndarray:
     """A copy of the image with each person's box, track id and skeleton."""
     canvas = image_rgb.copy()
-    thickness = max(1, round(min(canvas.shape[:2]) / 400))
+    thickness = max(1, round(min(canvas.shape[:2]) / 540))
     for person in persons:
         color = track_color(person.track_id)
         x, y, w, h = (int(round(v)) for v in person.box_xywh)

@@ -185,7 +185,7 @@ class PosePipeline:
 
         crop_to_image = hr_crop_to_image(lr_affines, self.info.lr_height)
         image_keypoints = keypoints.copy()
-        image_keypoints[..., :2] = np.einsum('bij,bkj->bki', crop_to_image[:, :, :2], keypoints[..., :2]) \
+        image_keypoints[..., :2] = keypoints[..., :2] @ crop_to_image[:, :, :2].transpose(0, 2, 1) \
             + crop_to_image[:, None, :, 2]
         scores = keypoints[..., 2].mean(axis=1).tolist()
         persons = [PersonResult(track_id=detection.track_id, box_xywh=np.asarray(detection.box_xywh, dtype=np.float64),
@@ -218,8 +218,8 @@ def hr_crop_to_image(lr_affines: np.ndarray, lr_height: int) -> np.ndarray:
     """
     image_to_hr = np.asarray(lr_affines, dtype=np.float64) * (SR_HEIGHT / lr_height)
     linear_inverse = np.linalg.inv(image_to_hr[:, :, :2])
-    offset = -np.einsum('bij,bj->bi', linear_inverse, image_to_hr[:, :, 2])
-    return np.concatenate([linear_inverse, offset[:, :, None]], axis=2)
+    offset = -linear_inverse @ image_to_hr[:, :, 2:]
+    return np.concatenate([linear_inverse, offset], axis=2)
 
 
 class _Timer:

@@ -110,6 +110,7 @@ class TrackWindows:
         out_h, out_w = self.lr_hw
         batch = np.empty((len(detections), self.window, out_h, out_w, 3), dtype=np.uint8)
         affines = np.empty((len(detections), 2, 3), dtype=np.float64)
+        ring, first = list(self.frames), self.frames[0].seq
         for index, detection in enumerate(detections):
             center, size = box_to_center_scale(detection.box_xywh)
             affine = crop_affine(center, size, self.lr_hw)
@@ -117,7 +118,7 @@ class TrackWindows:
             shrink = max(size[1] / out_h, size[0] / out_w)  # image pixels per crop pixel
             factor = min(MAX_SUPERSAMPLING, math.ceil(shrink)) if shrink >= SUPERSAMPLE_FROM else 1
             for slot, seq in enumerate(self.window_seqs(detection.track_id, target.seq)):
-                image = self.frame(seq).image
+                image = ring[seq - first].image
                 if factor == 1:
                     batch[index, slot] = warp_crop(image, affine, self.lr_hw)
                 else:
