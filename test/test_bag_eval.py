@@ -29,7 +29,7 @@ from starpose_ros.bag_eval import (
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
-from test.core.conftest import tiny_model_files  # noqa: F401 - the core tests' cached tiny model
+from test.core.conftest import tiny_center_checkpoint, tiny_model_files  # noqa: F401 - the core tests' tiny models
 
 FRAMES = 4
 
@@ -111,6 +111,17 @@ def test_one_pose_array_per_image_with_the_image_header(clips, onnx_model, tmp_p
         assert cv2.imread(str(tmp_path / 'plots' / plot)) is not None
     markdown = (tmp_path / 'report.md').read_text()
     assert '](plots/latency.png)' in markdown and '| infer |' in markdown
+
+
+def test_a_centre_target_model_answers_every_image_with_its_own_header(clips, tiny_center_checkpoint,  # noqa: F811
+                                                                         tmp_path):
+    bag = clips['bags']['mcap']
+    report = evaluate_bag(_options(bag, tiny_center_checkpoint, tmp_path, backend='torch', video=False))
+    assert report['run']['target_frame'] == 'center'
+    poses = _read(tmp_path / 'output_bag', POSES_TOPIC)
+    images = _read(bag, '/image')
+    assert [bagio.header_stamp_ns(p.msg) for p in poses] == [bagio.header_stamp_ns(i.msg) for i in images]
+    assert [p.timestamp_ns for p in poses] == [i.timestamp_ns for i in images]
 
 
 def test_results_match_the_node_core_frame_for_frame(clips, onnx_model, tmp_path):
