@@ -89,7 +89,7 @@ def _plot_latency(series: dict[str, list[float]], path: Path) -> Path:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(9, 4), dpi=100)
+    figure, axis = plt.subplots(figsize=(10, 4), dpi=100)
     for stage in latency_summary(series):
         axis.plot(np.arange(len(series[stage])), series[stage], label=stage, linewidth=1.2 if stage == 'total' else 0.8)
     axis.set_xlabel('frame')
@@ -97,7 +97,7 @@ def _plot_latency(series: dict[str, list[float]], path: Path) -> Path:
     axis.set_title('latency per stage over the run')
     axis.set_yscale('log')
     axis.grid(True, which='both', alpha=0.3)
-    axis.legend(ncol=5, fontsize=8)
+    axis.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
