@@ -3,9 +3,10 @@
 Set-up happens once: the engine is loaded or built (tensorrt_engine.load_or_build_engine),
 page-locked host buffers and device buffers are sized for the profile's largest batch, and every
 tensor address is bound. A call then copies the batch in, sets the input shape, enqueues with
-`execute_async_v3` and copies the used part of each output back asynchronously before one stream
-synchronisation. The CUDA context is the device's primary context, pushed around every call, so
-the node may call `infer` from its worker thread.
+`execute_async_v3` and copies the used rows of the SR crops and keypoints back asynchronously
+(the heatmaps output stays on the device) before one stream synchronisation. The CUDA context
+is the device's primary context, pushed around every call, so the node may call `infer` from
+its worker thread.
 """
 from __future__ import annotations
 
@@ -134,9 +135,8 @@ class TensorRTBackend(InferenceBackend):
                 raise BackendError(f'tensorrt: input shape {lr_frames.shape} rejected by {self.engine_path}')
             if not self._context.execute_async_v3(self._stream.handle):
                 raise BackendError(f'tensorrt: execute_async_v3 failed on {self.engine_path}')
-            for buffer in self._buffers:
-                if not buffer.is_input:
-                    cuda.memcpy_dtoh_async(self._host[buffer.name][:batch], self._device[buffer.name], self._stream)
+            for name in (SR_OUTPUT, KEYPOINT_OUTPUT):  # heatmaps stay on the device (bound, never read)
+                cuda.memcpy_dtoh_async(self._host[name][:batch], self._device[name], self._stream)
             self._stream.synchronize()
         finally:
             cuda.Context.pop()
