@@ -34,7 +34,7 @@ SR_COMPONENTS = {
     'transformer layers': ('layers', 'norm'),
     'CNN branch': ('cnn_branch',),
     'AFFM': ('fusions',),
-    'upsampler': ('unembed', 'reconstruct'),
+    'upsampler + bicubic skip': ('unembed', 'reconstruct', 'skip'),
 }
 
 # The paper's figures (Tables 1-3) and the official HRNet-W48 counts (SPEC section 6).

@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from starpose_model.attention import MultiScaleLinearAttention, maps_to_tokens, tokens_to_maps
 from starpose_model.blocks import ConvNormAct, FusedMBConv, MBConv
-from starpose_model.config import HR_SIZE, StarPoseConfig
+from starpose_model.config import StarPoseConfig
+from starpose_model.inference import BicubicUpsample
 
 
 def sinusoidal_encoding(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -178,6 +178,8 @@ class StarPoseSR(nn.Module):
         self.reconstruct = nn.Sequential(
             nn.Conv2d(cfg.channels, cfg.channels, 3, padding=1), nn.SiLU(),
             nn.Conv2d(cfg.channels, 3 * cfg.scale ** 2, 3, padding=1), nn.PixelShuffle(cfg.scale))
+        # Bicubic skip of the target frame, written as convs + pixel shuffle (no ONNX Resize, slow on CPU).
+        self.skip = BicubicUpsample(cfg.scale)
 
     def check_input(self, frames: torch.Tensor) -> None:
         """Raise ValueError naming the expected shape when ``frames`` does not fit the config."""
@@ -210,5 +212,4 @@ class StarPoseSR(nn.Module):
         target_tokens = x[:, token_frame * slice_tokens:(token_frame + 1) * slice_tokens]
         target_features = self.unembed(target_tokens, self.grid[1:], target % cfg.patch_size[0])
         sr = self.reconstruct(target_features + features[:, target])
-        skip = F.interpolate(frames[:, target], size=HR_SIZE, mode='bicubic', align_corners=False)
-        return sr + skip
+        return sr + self.skip(frames[:, target])
