@@ -128,3 +128,15 @@ def test_center_target_is_delayed_stamped_with_the_target_frame_and_flushed(tiny
         tail = pipeline.flush()
     assert [r.stamp_ns for r in tail] == [1_000 + 2 * FRAME_NS, 1_000 + 3 * FRAME_NS]
     assert [r.persons[0].box_xywh[0] for r in tail] == [120.0, 130.0]
+
+
+def test_pipeline_state_stays_bounded_while_ids_churn(ort_backend):
+    """A new person id every frame: tracks and window state never exceed the configured bounds."""
+    pipeline = PosePipeline(ort_backend, PipelineConfig(max_tracks=4, track_timeout_s=0.1))
+    for k in range(30):
+        detections = [Detection((20.0 * (k % 25), 100.0, 20.0, 50.0), track_id=f'walker-{k}')]
+        result = pipeline.process(FrameInput(k * FRAME_NS, 'c', FRAMES[k % 6], detections))
+        assert [p.track_id for p in result.persons] == [f'walker-{k}']
+        assert len(pipeline.tracker.tracks) <= 4 and len(pipeline.windows.first_seq) <= 4
+        assert len(pipeline.windows.frames) <= ort_backend.model_info.window
+    assert set(pipeline.windows.first_seq) == set(pipeline.tracker.tracks)
