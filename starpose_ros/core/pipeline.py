@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from starpose_model.keypoints import NUM_KEYPOINTS, POSETRACK_UNANNOTATED
+
 from . import drawing
 from .backends.base import SR_HEIGHT, SR_WIDTH, InferenceBackend
 from .detector import HogPersonDetector
@@ -118,6 +120,9 @@ class PosePipeline:
                                     (self.info.lr_height, self.info.lr_width))
         self.detector = HogPersonDetector(upscale=self.config.hog_upscale) if self.config.detector == 'hog' else None
         self.counters = PipelineCounters()
+        # a person's score averages the joints its layout trains (PoseTrack never annotates the ears)
+        unscored = POSETRACK_UNANNOTATED if self.info.keypoint_layout == 'posetrack' else ()
+        self._scored_joints = [j for j in range(NUM_KEYPOINTS) if j not in unscored]
         self._last_stamp: int | None = None
         self._last_target_seq = -1
 
@@ -175,7 +180,7 @@ class PosePipeline:
         lr_windows, lr_affines = self.windows.crop(target, persons_in)
         timings.lap('crop')
         sr_images = np.empty((len(persons_in), SR_HEIGHT, SR_WIDTH, 3), dtype=np.uint8)
-        keypoints = np.empty((len(persons_in), 17, 3), dtype=np.float32)
+        keypoints = np.empty((len(persons_in), NUM_KEYPOINTS, 3), dtype=np.float32)
         for start in range(0, len(persons_in), self.config.max_batch):
             chunk = slice(start, start + self.config.max_batch)
             output = self.backend.infer(lr_windows[chunk])
@@ -187,7 +192,7 @@ class PosePipeline:
         image_keypoints = keypoints.copy()
         image_keypoints[..., :2] = keypoints[..., :2] @ crop_to_image[:, :, :2].transpose(0, 2, 1) \
             + crop_to_image[:, None, :, 2]
-        scores = keypoints[..., 2].mean(axis=1).tolist()
+        scores = keypoints[:, self._scored_joints, 2].mean(axis=1).tolist()
         persons = [PersonResult(track_id=detection.track_id, box_xywh=np.asarray(detection.box_xywh, dtype=np.float64),
                                 keypoints=image_keypoints[i], score=scores[i], sr_crop=sr_images[i],
                                 crop_to_image=crop_to_image[i])

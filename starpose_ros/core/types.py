@@ -42,7 +42,7 @@ class PersonResult:
     track_id: str
     box_xywh: np.ndarray  # (4,) float64, image pixels
     keypoints: np.ndarray  # (17, 3) float32: x, y in image pixels, score
-    score: float  # mean keypoint score
+    score: float  # mean score of the joints the keypoint layout trains
     sr_crop: np.ndarray  # (256, 192, 3) uint8 RGB super-resolved crop of the target frame
     crop_to_image: np.ndarray  # (2, 3) float64: HR-crop pixels -> image pixels
 
@@ -53,7 +53,8 @@ class FrameResult:
 
     `image_rgb` is the target frame's image (the overlay's background); `overlay_rgb` and
     `mosaic_rgb` are filled only when the pipeline is configured to draw them.
-    `rejected_detections` counts boxes dropped as invalid in this frame (NaN, zero size, outside).
+    `rejected_detections` counts boxes dropped as invalid (NaN, zero size, outside) in the input
+    frame just processed (with a 'center' model that is not the target frame).
     """
 
     stamp_ns: int
