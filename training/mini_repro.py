@@ -92,6 +92,11 @@ def evaluate_checkpoints(jobs: list[dict], data_dir: Path, val_every: int, outpu
 def _evaluate_in_subprocess(jobs: list[dict], data_dir: Path, val_every: int, out: Path, name: str) -> list[dict]:
     """Run `evaluate_checkpoints` in a one-thread child process (parallel lanes), return its rows."""
     spec, rows_file = out / 'eval' / f'{name}.jobs.json', out / 'eval' / f'{name}.rows.json'
+    newest_checkpoint = max(Path(job['checkpoint']).stat().st_mtime for job in jobs)
+    if rows_file.exists() and rows_file.stat().st_mtime > newest_checkpoint:  # evaluated already
+        cached = json.loads(rows_file.read_text())
+        if all(row.get('val_every') == val_every for row in cached):
+            return cached
     spec.parent.mkdir(parents=True, exist_ok=True)
     spec.write_text(json.dumps({'jobs': jobs, 'data': str(data_dir), 'val_every': val_every,
                                 'output_dir': str(out / 'eval' / jobs[0]['resolution']), 'rows': str(rows_file)}))
@@ -99,7 +104,8 @@ def _evaluate_in_subprocess(jobs: list[dict], data_dir: Path, val_every: int, ou
                        out / 'logs' / f'eval_{name}.log')
     rows = json.loads(rows_file.read_text())
     for row in rows:
-        row['eval_seconds'] = seconds / len(rows)
+        row.update(eval_seconds=seconds / len(rows), val_every=val_every)
+    rows_file.write_text(json.dumps(rows, allow_nan=True))
     return rows
 
 

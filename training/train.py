@@ -555,17 +555,18 @@ def run_pose_stage(config: dict, runtime: Runtime, resume: str | None = 'auto') 
     """Train the pose net on HR crops (config `pose.train` = a schedule); returns its weights file.
 
     Its training state and logs live next to the weights (`pose.checkpoint`, default
-    `OUT/pose/pose_net.pth`), so several SR runs can share one pose net.
+    `OUT/pose/pose_net.pth`), so several SR runs can share one pose net. `pose.augment`
+    (default: `data.augment`) sets its augmentation.
     """
     from starpose_model.hrnet import build_pose_net
-    from starpose_training.train_pose import PoseTask, save_pose_weights
+    from starpose_training.train_pose import PoseTask, hrnet_init, save_pose_weights
 
     mcfg = model_config(config)
     pose = config.get('pose') or {}
     schedule = Schedule.from_dict(pose.get('train'))
-    train_set = build_dataset(config, 'train', mcfg, window=1, seed=schedule.seed)
+    train_set = build_dataset(config, 'train', mcfg, window=1, seed=schedule.seed, augment=pose.get('augment'))
     seed_everything(schedule.seed)  # the initial weights are part of the run
-    pose_net = build_pose_net(mcfg.pose_arch)
+    pose_net = hrnet_init(build_pose_net(mcfg.pose_arch))
     path = _pose_weights_path(config)
     summary = fit(PoseTask(pose_net), train_set, schedule, path.parent, runtime, resume=resume, config=config)
     if runtime.is_main:

@@ -48,6 +48,23 @@ class PoseTask:
         return image_grid([hr, heatmap_picture(hr, predicted), heatmap_picture(hr, batch['heatmaps'])])
 
 
+def hrnet_init(pose_net: nn.Module) -> nn.Module:
+    """HRNet's own initialisation for training from scratch: convs N(0, 0.001), zero biases, BN 1/0.
+
+    PyTorch's default init makes the untrained heatmaps O(1), so the first hundreds of steps only
+    shrink them towards zero; HRNet starts from near-zero heatmaps instead.
+    """
+    for module in pose_net.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(module.weight, std=0.001)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return pose_net
+
+
 def save_pose_weights(pose_net: nn.Module, path: str | Path) -> Path:
     """Write the pose net as a bare state dict with the official HRNet names."""
     path = Path(path)

@@ -83,3 +83,14 @@ def test_missing_pose_weights_are_a_clear_error(tmp_path):
     config = train.load_config('tiny_synthetic_64x48', [f'pose.checkpoint={tmp_path / "absent.pth"}'])
     with pytest.raises(FileNotFoundError, match='absent.pth'):
         train.load_frozen_pose_net(config, 'hrnet_tiny')
+
+
+def test_hrnet_init_starts_from_near_zero_heatmaps():
+    from starpose_model.hrnet import build_pose_net
+    from starpose_training.train_pose import hrnet_init
+
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 256, 192)
+    default = build_pose_net('hrnet_tiny').eval()(images).abs().mean()
+    official = hrnet_init(build_pose_net('hrnet_tiny')).eval()(images).abs().mean()
+    assert official < 0.01 < default
