@@ -66,7 +66,7 @@ class PipelineCounters:
     persons: int = 0
     rejected_detections: int = 0  # NaN / zero size / outside the image
     clipped_detections: int = 0  # partly outside: clipped to the image
-    stream_restarts: int = 0  # stamps went backwards: tracks and windows were reset
+    stream_restarts: int = 0  # stamps went backwards or the image size changed: tracks and windows reset
     backend_calls: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -140,7 +140,8 @@ class PosePipeline:
             raise ValueError(f'image_rgb must be a non-empty (H, W, 3) uint8 array, got '
                              f'{getattr(image, "dtype", type(image).__name__)} {getattr(image, "shape", "")}')
         timings = _Timer(self.clock)
-        if self._last_stamp is not None and frame.stamp_ns < self._last_stamp:
+        resized = bool(self.windows.frames) and self.windows.frames[-1].image.shape != image.shape
+        if resized or (self._last_stamp is not None and frame.stamp_ns < self._last_stamp):
             self.counters.stream_restarts += 1
             self.reset()
         self._last_stamp = frame.stamp_ns

@@ -102,7 +102,7 @@ def test_bad_images_raise_clearly_and_the_next_frame_works(ort_backend):
     assert pipeline.process(FrameInput(1, 'c', FRAMES[0], [Detection((10.0, 10.0, 30.0, 60.0))])).persons
 
 
-def test_processing_is_deterministic_and_restarts_on_backwards_stamps(ort_backend):
+def test_processing_is_deterministic_and_restarts_on_backwards_stamps_or_a_new_size(ort_backend):
     first, second = PosePipeline(ort_backend), PosePipeline(ort_backend)
     a, b = _run(first, 3), _run(second, 3)
     for x, y in zip(a, b, strict=True):
@@ -112,6 +112,9 @@ def test_processing_is_deterministic_and_restarts_on_backwards_stamps(ort_backen
     old_ids = {p.track_id for p in a[-1].persons}
     again = first.process(FrameInput(0, 'camera', FRAMES[0], _boxes(0)))
     assert first.counters.stream_restarts == 1 and not old_ids & {p.track_id for p in again.persons}
+    smaller = first.process(FrameInput(FRAME_NS, 'camera', FRAMES[1][:240, :320].copy(), _boxes(1)))
+    assert first.counters.stream_restarts == 2 and len(first.windows.frames) == 1
+    assert len(smaller.persons) == 1 and smaller.rejected_detections == 1  # the second person is outside
 
 
 def test_center_target_is_delayed_stamped_with_the_target_frame_and_flushed(tiny_center_checkpoint):
