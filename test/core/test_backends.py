@@ -18,7 +18,9 @@ def test_onnxruntime_reads_metadata_and_runs_a_batch(ort_backend):
     assert out.sr_images.shape == (3, 256, 192, 3) and out.sr_images.dtype == np.uint8
     assert out.keypoints.shape == (3, 17, 3) and out.keypoints.dtype == np.float32
     assert np.isfinite(out.keypoints).all()
-    assert (out.keypoints[..., 0] >= 0).all() and (out.keypoints[..., 0] <= 192).all()
+    # HR-crop pixels: inside the 192x256 crop up to one heatmap pixel (4 px) of sub-pixel refinement
+    assert (out.keypoints[..., 0] >= -4).all() and (out.keypoints[..., 0] <= 196).all()
+    assert (out.keypoints[..., 1] >= -4).all() and (out.keypoints[..., 1] <= 260).all()
 
 
 def test_torch_backend_matches_onnxruntime_on_the_same_model(tiny_model_files, ort_backend):
