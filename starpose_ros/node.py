@@ -43,6 +43,7 @@ from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
 
 NODE_NAME = 'starpose_node'
+BAD_INPUT_LOG_PERIOD_S = 1.0  # a camera sending only bad frames logs once a second (all are counted)
 FASTDDS_PROFILE_HINT = ('camera-size images need the Fast DDS profile in every process on the image path: '
                         'export FASTDDS_DEFAULT_PROFILES_FILE=<share/starpose_ros>/config/fastdds_profile.xml '
                         '(see docs/dds.md)')
@@ -420,8 +421,8 @@ class StarPoseNode(LifecycleNode):
         except ImageDecodeError as error:
             self._stats.bad_images += 1
             stamp = msg.header.stamp
-            self.get_logger().warn(f'dropped a bad image (stamp {stamp.sec}.{stamp.nanosec:09d}): {error}',
-                                   throttle_duration_sec=2.0)
+            self.get_logger().warning(f'dropped a bad image (stamp {stamp.sec}.{stamp.nanosec:09d}): {error}',
+                                   throttle_duration_sec=BAD_INPUT_LOG_PERIOD_S)
             return
         frame = FrameInput(stamp_ns=conv.stamp_to_ns(msg.header.stamp), frame_id=msg.header.frame_id,
                            image_rgb=image_rgb)
@@ -482,7 +483,7 @@ class StarPoseNode(LifecycleNode):
             topic = self._image_topic()
             publishers = self.count_publishers(topic)
             if publishers > 0:
-                self.get_logger().warn(f'{publishers} publisher(s) on {topic} but no image arrived for '
+                self.get_logger().warning(f'{publishers} publisher(s) on {topic} but no image arrived for '
                                        f'{self._settings.no_image_warning_s:.0f} s; {FASTDDS_PROFILE_HINT}')
         self._images_at_last_check = self._stats.images_in
 

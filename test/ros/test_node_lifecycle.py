@@ -1,11 +1,13 @@
 """Acceptance 1: the node's lifecycle through the standard lifecycle services, from another process.
 
 A missing or corrupt model fails configure with a readable message while the node stays alive;
-after fixing `model_path` the node configures, activates (subscriptions and publishers appear),
+after fixing `model_path` the node configures, activates (subscriptions and publishers appear;
+a silent publisher on the image topic gets a warning pointing to the Fast DDS profile),
 deactivates (they go away), cleans up, configures again and shuts down.
 """
 import pytest
 from lifecycle_msgs.msg import Transition
+from sensor_msgs.msg import Image
 
 from test.ros.node_harness import NodeProcess, RosClient, tiny_onnx_model
 
@@ -22,7 +24,8 @@ def model(request):
 def test_lifecycle_via_services(rclpy_context, tmp_path, model):
     corrupt = tmp_path / 'corrupt.onnx'
     corrupt.write_bytes(b'this is not an ONNX protobuf' * 10)
-    node = NodeProcess(tmp_path / 'node.log', NAMESPACE, {'model_path': str(tmp_path / 'missing.onnx')})
+    node = NodeProcess(tmp_path / 'node.log', NAMESPACE, {'model_path': str(tmp_path / 'missing.onnx'),
+                                                          'no_image_warning_s': 1.0})
     client = RosClient(rclpy_context)
     graph = client.node
     try:
@@ -50,6 +53,12 @@ def test_lifecycle_via_services(rclpy_context, tmp_path, model):
             assert client.wait_for(lambda t=topic: graph.count_publishers(f'{NAMESPACE}/{t}') == 1, 10), topic
         assert client.wait_for(lambda: graph.count_subscribers(f'{NAMESPACE}/image') == 1, 10)
         assert client.wait_for(lambda: graph.count_subscribers(f'{NAMESPACE}/detections') == 1, 10)
+
+        # a publisher on the image topic that delivers nothing (e.g. a camera without the Fast DDS
+        # profile) makes the node point to the profile
+        silent_camera = graph.create_publisher(Image, f'{NAMESPACE}/image', 1)
+        assert client.wait_for(lambda: 'FASTDDS_DEFAULT_PROFILES_FILE' in node.log(), 10), node.log()
+        graph.destroy_publisher(silent_camera)
 
         # deactivate: subscriptions and publishers are gone; cleanup; configure again
         assert client.change_state(node.fqn, Transition.TRANSITION_DEACTIVATE)
