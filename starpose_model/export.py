@@ -139,14 +139,14 @@ def check_onnx(model: StarPoseInference, onnx_path, batch_sizes=(1, 7), toleranc
     return reports
 
 
-def random_model(config_name: str, pose_only: bool = False, seed: int = 0) -> StarPoseInference:
-    """A randomly initialised inference model of a named config (for tests and benchmarks, not for use)."""
+def random_model(config_name: str, pose_only: bool = False, seed: int = 0, **overrides) -> StarPoseInference:
+    """A randomly initialised inference model of a named config (+ field overrides); for tests and benchmarks."""
     from starpose_model.config import get_config
     from starpose_model.hrnet import build_pose_net
     from starpose_model.star_pose import StarPoseSR
 
     torch.manual_seed(seed)
-    config = get_config(config_name)
+    config = get_config(config_name, **overrides)
     sr_net = None if pose_only else StarPoseSR(config)
     return StarPoseInference(sr_net, build_pose_net(config.pose_arch), config, pose_only=pose_only).eval()
 

@@ -109,7 +109,8 @@ class StarPoseInference(nn.Module):
 
     def super_resolve(self, lr_frames: torch.Tensor) -> torch.Tensor:
         """uint8 `[B, T, h, w, 3]` -> SR image float `[B, 3, 256, 192]` clamped to [0, 1]."""
-        frames = lr_frames.permute(0, 1, 4, 2, 3).float() / 255.0
+        # uint8 is touched only by Casts (TensorRT accepts uint8 I/O only through Cast).
+        frames = lr_frames.float().permute(0, 1, 4, 2, 3) / 255.0
         if self.pose_only:
             hr = self.upsample(frames[:, self.target_index])
         else:
@@ -129,5 +130,5 @@ class StarPoseInference(nn.Module):
         heatmaps = heatmaps.float()
         decoded = decode_argmax(heatmaps)
         keypoints = torch.cat([decoded[..., :2] * HEATMAP_STRIDE, decoded[..., 2:]], dim=-1)
-        sr_image = torch.round(sr * 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+        sr_image = torch.round(sr * 255.0).permute(0, 2, 3, 1).to(torch.uint8)
         return sr_image, keypoints, heatmaps

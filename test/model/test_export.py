@@ -179,6 +179,13 @@ def test_export_is_one_self_contained_file_with_metadata(exported, tiny_model):
     assert [o.name for o in proto.graph.output] == ['sr_image', 'keypoints', 'heatmaps']
 
 
+def test_uint8_tensors_are_touched_only_by_casts(exported):
+    graph = onnx.load(str(exported), load_external_data=False).graph
+    readers = {n.op_type for n in graph.node if 'lr_frames' in n.input}
+    assert 'Cast' in readers and readers <= {'Cast', 'Shape'}  # Shape reads only the dims
+    assert [n.op_type for n in graph.node if 'sr_image' in n.output] == ['Cast']
+
+
 def test_exported_batch_axis_is_dynamic(exported, tiny_model):
     session = ort.InferenceSession(str(exported), providers=['CPUExecutionProvider'])
     assert isinstance(session.get_inputs()[0].shape[0], str)
