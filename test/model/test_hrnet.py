@@ -8,6 +8,7 @@ code creates for a YAML configuration, and `official_forward` runs a state dict 
 """
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -264,3 +265,12 @@ def test_imagenet_normalize():
     ones = imagenet_normalize(torch.ones(1, 3, 1, 1)).flatten()
     expected = torch.tensor([(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)])
     assert torch.allclose(ones, expected)
+
+
+def test_checkpoint_with_python_objects_needs_explicit_trust(tmp_path):
+    sd = _tiny_state_dict()
+    torch.save({'meta': {'dataset_meta': {'sigmas': np.array([0.026, 0.025])}}, 'state_dict': sd}, tmp_path / 'mm.pth')
+    with pytest.raises(CheckpointError, match=r'mm.pth: cannot be read safely.*trusted=True'):
+        load_pose_checkpoint(build_pose_net('hrnet_tiny'), tmp_path / 'mm.pth')
+    model = load_pose_checkpoint(build_pose_net('hrnet_tiny'), tmp_path / 'mm.pth', trusted=True)
+    assert torch.equal(model.final_layer.weight, sd['final_layer.weight'])
