@@ -14,10 +14,16 @@ A softmax case whose N x N matrices would exceed ``--softmax-mem-gb`` or whose t
 quadratically from the previous size, would exceed ``--max-seconds`` is not run; its time is
 reported as that estimate (marked ``~``).
 
-Peak memory is the rise of the process's peak resident set (Linux ``VmHWM``, reset through
-``/proc/self/clear_refs`` before each case) over the resident set before it, so it counts every
-tensor the call creates. Large tensors are mmap-backed and go back to the OS on free, which keeps
-the cases independent.
+Two phases, each in a child process with the same settings:
+- time: the fastest of several calls, with glibc's malloc told to keep freed memory
+  (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``/``MALLOC_TOP_PAD_``). With glibc's
+  defaults every tensor over the mmap threshold is a fresh mapping whose pages are zero-filled
+  on first touch at each call; beyond ~10k tokens that kernel work outgrows the arithmetic and
+  hides the algorithm's scaling (the reason PyTorch keeps a caching allocator on GPUs).
+- memory: one call per case with glibc's defaults, so freed tensors go back to the OS and the
+  rise of the process's peak resident set (Linux ``VmHWM``, reset through
+  ``/proc/self/clear_refs``) over the resident set before the call counts every tensor the call
+  creates.
 
 Usage: ``python benchmarks/bench_attention.py [--max-tokens 61440] [--out outputs/bench_attention.json]``
 """
@@ -25,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,11 +75,10 @@ def _reset_peak() -> bool:
         return False
 
 
-def measure(fn, repeats: int, min_total_seconds: float = 1.0) -> tuple[float, float | None]:
-    """Fastest call time and the peak memory rise in MiB.
+def fastest_seconds(fn, repeats: int, min_total_seconds: float = 1.0) -> float:
+    """Fastest call after one warm-up: at least ``repeats`` calls, more (up to 50) while under ``min_total_seconds``.
 
-    At least ``repeats`` timed calls after one warm-up, more (up to 50) while their total is under
-    ``min_total_seconds``; the minimum is the figure least disturbed by other load on a shared CPU.
+    The minimum is the figure least disturbed by other load on a shared CPU.
     """
     fn()
     times = []
@@ -79,15 +86,20 @@ def measure(fn, repeats: int, min_total_seconds: float = 1.0) -> tuple[float, fl
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    peak_mib = None
-    if _reset_peak():
-        before = _status_kb('VmRSS')
-        result = fn()
-        peak = _status_kb('VmHWM')
-        del result
-        if before is not None and peak is not None:
-            peak_mib = max(0, peak - before) / 1024
-    return min(times), peak_mib
+    return min(times)
+
+
+def peak_rise_mib(fn) -> float | None:
+    """Rise of the peak resident set during one call, in MiB (None where /proc cannot tell)."""
+    if not _reset_peak():
+        return None
+    before = _status_kb('VmRSS')
+    result = fn()
+    peak = _status_kb('VmHWM')
+    del result
+    if before is None or peak is None:
+        return None
+    return max(0, peak - before) / 1024
 
 
 def softmax_attention(q, k, v):
@@ -96,42 +108,85 @@ def softmax_attention(q, k, v):
     return scores.softmax(dim=-1) @ v
 
 
-def run(max_tokens: int, max_seconds: float, softmax_mem_gb: float, repeats: int) -> list[dict]:
+def _methods() -> dict:
     kernel = SCLeakyReLU()
-    methods = {
+    return {
         'linear': lambda q, k, v: linear_attention(q, k, v, kernel),
         'softmax': softmax_attention,
         'sdpa': F.scaled_dot_product_attention,
     }
+
+
+def _token_counts(max_tokens: int) -> list[int]:
+    counts = [WINDOW * (64 // PATCH) * (48 // PATCH)]
+    while counts[-1] * 2 <= max_tokens:
+        counts.append(counts[-1] * 2)
+    return counts
+
+
+def time_phase(args) -> list[dict]:
+    """Time every case that fits the limits; estimate the others (quadratically from the last measured)."""
     rows = []
     previous: dict[str, tuple[int, float]] = {}
-    tokens = WINDOW * (64 // PATCH) * (48 // PATCH)
     gen = torch.Generator().manual_seed(0)
-    while tokens <= max_tokens:
+    for tokens in _token_counts(args.max_tokens):
         q, k, v = (torch.randn(1, HEADS, tokens, HEAD_DIM, generator=gen) for _ in range(3))
         row = {'tokens': tokens, 'case': NAMED_SIZES.get(tokens, '')}
         with torch.no_grad():
-            for name, fn in methods.items():
-                estimate = None
-                if name in previous:
-                    last_tokens, last_seconds = previous[name]
-                    power = 1 if name == 'linear' else 2
-                    estimate = last_seconds * (tokens / last_tokens) ** power
+            for name, fn in _methods().items():
                 matrix_gb = 2 * HEADS * tokens ** 2 * 4 / 1e9  # scores + softmax output, float32
-                too_big = name == 'softmax' and matrix_gb > softmax_mem_gb
-                if name != 'linear' and (too_big or (estimate is not None and estimate > max_seconds)):
-                    row[name] = {'seconds': estimate, 'peak_mib': None, 'measured': False,
+                too_big = name == 'softmax' and matrix_gb > args.softmax_mem_gb
+                estimate = None
+                if name != 'linear' and name in previous:
+                    last_tokens, last_seconds = previous[name]
+                    estimate = last_seconds * (tokens / last_tokens) ** 2
+                if too_big or (estimate is not None and estimate > args.max_seconds):
+                    estimate = estimate if estimate is not None else float('nan')
+                    row[name] = {'seconds': estimate, 'measured': False,
                                  'skipped_because': f'N x N matrices {matrix_gb:.1f} GB' if too_big
-                                 else f'estimated {estimate:.1f} s > {max_seconds} s'}
-                    previous[name] = (tokens, estimate)
-                    continue
-                seconds, peak = measure(lambda fn=fn, q=q, k=k, v=v: fn(q, k, v), repeats)
-                row[name] = {'seconds': seconds, 'peak_mib': peak, 'measured': True}
-                previous[name] = (tokens, seconds)
+                                 else f'estimated {estimate:.1f} s > {args.max_seconds} s'}
+                else:
+                    row[name] = {'seconds': fastest_seconds(lambda fn=fn, q=q, k=k, v=v: fn(q, k, v), args.repeats),
+                                 'measured': True}
+                previous[name] = (tokens, row[name]['seconds'])
+        print(f"  timed {tokens} tokens: linear {row['linear']['seconds'] * 1e3:.3g} ms", flush=True)
         rows.append(row)
-        print(_format_row(row), flush=True)
-        tokens *= 2
     return rows
+
+
+def memory_phase(args, timed: list[dict]) -> list[dict]:
+    """Peak memory rise of each case the time phase ran."""
+    gen = torch.Generator().manual_seed(0)
+    methods = _methods()
+    for row in timed:
+        q, k, v = (torch.randn(1, HEADS, row['tokens'], HEAD_DIM, generator=gen) for _ in range(3))
+        with torch.no_grad():
+            for name, fn in methods.items():
+                if row[name]['measured']:
+                    fn(q, k, v)  # warm-up: one-off allocations of the op itself
+                    row[name]['peak_mib'] = peak_rise_mib(lambda fn=fn, q=q, k=k, v=v: fn(q, k, v))
+                else:
+                    row[name]['peak_mib'] = None
+        del q, k, v
+    return timed
+
+
+def run_phase_in_child(phase: str, args, rows_in: list[dict] | None = None) -> list[dict]:
+    """Run one phase in a fresh interpreter (the malloc settings must be in place before start-up)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    if phase == 'time':
+        env.update(MALLOC_MMAP_THRESHOLD_=str(2 ** 32), MALLOC_TRIM_THRESHOLD_=str(2 ** 32),
+                   MALLOC_TOP_PAD_=str(2 ** 30))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows_path = Path(tmp) / 'rows.json'
+        if rows_in is not None:
+            rows_path.write_text(json.dumps(rows_in))
+        command = [sys.executable, __file__, '--phase', phase, '--rows', str(rows_path),
+                   '--max-tokens', str(args.max_tokens), '--max-seconds', str(args.max_seconds),
+                   '--softmax-mem-gb', str(args.softmax_mem_gb), '--repeats', str(args.repeats),
+                   '--threads', str(args.threads)]
+        subprocess.run(command, env=env, check=True)
+        return json.loads(rows_path.read_text())
 
 
 def _cell(entry: dict) -> str:
@@ -172,13 +227,24 @@ def main() -> int:
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--out', type=Path, default=Path('outputs/bench_attention.json'))
+    parser.add_argument('--phase', choices=('time', 'memory'), help=argparse.SUPPRESS)
+    parser.add_argument('--rows', type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f'batch 1, {HEADS} heads x {HEAD_DIM} dims, float32, {args.threads} threads; '
-          'cell = fastest time and peak memory rise; ratios = time / linear time (~ = extrapolated, not run)')
+    if args.phase == 'time':
+        args.rows.write_text(json.dumps(time_phase(args)))
+        return 0
+    if args.phase == 'memory':
+        args.rows.write_text(json.dumps(memory_phase(args, json.loads(args.rows.read_text()))))
+        return 0
+
+    print(f'batch 1, {HEADS} heads x {HEAD_DIM} dims, float32, {args.threads} thread(s)')
+    rows = run_phase_in_child('memory', args, run_phase_in_child('time', args))
+    print('cell = fastest time and peak memory rise; ratio = time / linear time; ~ = extrapolated, not run')
     print(f"{'tokens':>7} {'case':<22} {'linear':>16} {'softmax (N x N)':>18} {'sdpa':>18} {'softmax/lin':>9} "
           f"{'sdpa/lin':>9}")
-    rows = run(args.max_tokens, args.max_seconds, args.softmax_mem_gb, args.repeats)
+    for row in rows:
+        print(_format_row(row))
     summary = summarise(rows)
     print('linear growth per doubling:', ' '.join(f'{g:.2f}' for g in summary['linear_growth_per_doubling']))
     print(f"max growth per doubling above 3840 tokens: {summary['max_growth_above_3840_tokens']:.2f} (target <= 2.2)")
@@ -190,9 +256,9 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         'config': {'heads': HEADS, 'head_dim': HEAD_DIM, 'batch': 1, 'dtype': 'float32', 'threads': args.threads,
-                   'cpu_count': os.cpu_count(), 'torch': torch.__version__, 'patch': PATCH, 'window': WINDOW},
-        'rows': rows, 'summary': summary}, indent=2, default=lambda x: None if isinstance(x, float) and
-        math.isnan(x) else x))
+                   'cpu_count': os.cpu_count(), 'torch': torch.__version__, 'patch': PATCH, 'window': WINDOW,
+                   'load_average': os.getloadavg()},
+        'rows': rows, 'summary': summary}, indent=2))
     print(f'wrote {args.out}')
     return 0
 
