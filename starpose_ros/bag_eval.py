@@ -604,7 +604,11 @@ def exported_onnx(checkpoint: Path, folder: Path) -> Path:
     target = folder / f'{checkpoint.stem}.{file_sha256(checkpoint)[:12]}.onnx'
     if not target.is_file():
         print(f'exporting {checkpoint.name} to ONNX (once; cached as {target}) ...', flush=True)
-        export_onnx(load_inference_model(checkpoint), target)
+        try:
+            export_onnx(load_inference_model(checkpoint), target)
+        except Exception as error:  # a checkpoint the exporter cannot handle: say so, offer the way around
+            raise BagEvalError(f'cannot export {checkpoint} to ONNX ({type(error).__name__}: {error}); '
+                               '--backend torch runs the checkpoint without exporting') from error
     return target
 
 
