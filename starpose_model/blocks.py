@@ -1,6 +1,10 @@
-"""Convolution blocks of the CNN branch: EfficientNetV2's Fused-MBConv and MobileNetV3's MBConv."""
+"""Convolution blocks: the CNN branch's Fused-MBConv (EfficientNetV2) and MBConv (MobileNetV3), bicubic upsampling."""
 from __future__ import annotations
 
+import math
+
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -63,3 +67,42 @@ class MBConv(nn.Module):
         """``[B, C_in, H, W]`` -> ``[B, C_out, H, W]``."""
         out = self.body(x)
         return x + out if self.residual else out
+
+
+def _keys_cubic(distance: float, a: float = -0.75) -> float:
+    """Keys' cubic convolution weight at ``distance`` (a = -0.75, as PyTorch's bicubic)."""
+    d = abs(distance)
+    if d <= 1:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+    if d < 2:
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return 0.0
+
+
+class BicubicUpsample(nn.Module):
+    """Integer-factor bicubic upsampling equal to ``F.interpolate(mode='bicubic', align_corners=False)``.
+
+    Output pixel ``scale*i + p`` reads input pixels ``i-2 .. i+2`` with fixed weights that depend on
+    the phase ``p`` only, so the whole upsampling is replicate padding, one 5x5 conv with
+    ``scale^2`` phase kernels and a pixel shuffle. ONNX Runtime runs that about twice as fast as
+    its CPU ``Resize(cubic)`` (measured on the tiny SR net, batch 8).
+    """
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+        taps = torch.zeros(scale, 5, dtype=torch.float64)
+        for phase in range(scale):
+            offset = (phase + 0.5) / scale - 0.5  # source position relative to input pixel i
+            base = math.floor(offset)
+            for tap in range(base - 1, base + 3):
+                taps[phase, tap + 2] = _keys_cubic(offset - tap)
+        kernels = taps[:, None, :, None] * taps[None, :, None, :]  # [phase_y, phase_x, 5, 5]
+        self.register_buffer('kernels', kernels.reshape(scale * scale, 1, 5, 5).float(), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` -> ``[B, C, scale*H, scale*W]``."""
+        b, c, h, w = images.shape
+        padded = F.pad(images.reshape(b * c, 1, h, w), (2, 2, 2, 2), mode='replicate')
+        phases = F.conv2d(padded, self.kernels.to(images.dtype))
+        return F.pixel_shuffle(phases, self.scale).reshape(b, c, h * self.scale, w * self.scale)

@@ -115,6 +115,8 @@ def _validate(cfg: StarPoseConfig) -> None:
     elif cfg.scale in (2, 4):
         pt, ph, pw = cfg.patch_size
         h, w = cfg.lr_size
+        if ph != pw:
+            problems.append(f'patch_size {cfg.patch_size}: the spatial patch must be square (ph == pw)')
         if cfg.window % pt or h % ph or w % pw:
             problems.append(f'patch_size {cfg.patch_size} must divide the input volume (T, h, w) = '
                             f'{(cfg.window, h, w)}')

@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from starpose_model.attention import MultiScaleLinearAttention, maps_to_tokens, tokens_to_maps
-from starpose_model.blocks import ConvNormAct, FusedMBConv, MBConv
+from starpose_model.blocks import BicubicUpsample, ConvNormAct, FusedMBConv, MBConv
 from starpose_model.config import StarPoseConfig
-from starpose_model.inference import BicubicUpsample
 
 
 def sinusoidal_encoding(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -51,37 +50,44 @@ class PositionalEncoding3D(nn.Module):
 
 
 class PatchEmbed3D(nn.Module):
-    """Non-overlapping (pt, ph, pw) patches of the feature volume, flattened and linearly embedded."""
+    """Non-overlapping (pt, ph, pw) patches of the feature volume, each flattened and linearly embedded.
+
+    Unfold + linear is computed as one strided conv (kernel = stride = patch) over frames whose
+    pt time steps are stacked as channels: the same map, without the 8-D transpose an explicit
+    unfold needs (the slowest node of the tiny model in ONNX Runtime).
+    """
 
     def __init__(self, channels: int, patch_size: tuple[int, int, int], embed_dim: int) -> None:
         super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Linear(channels * math.prod(patch_size), embed_dim)
+        pt, ph, pw = patch_size
+        self.frames_per_patch = pt
+        self.proj = nn.Conv2d(pt * channels, embed_dim, kernel_size=(ph, pw), stride=(ph, pw))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``[B, T, C, h, w]`` -> ``[B, T'*H'*W', D]`` (token order t, h, w)."""
+        """``[B, T, C, h, w]`` -> token maps ``[B*T', D, H', W']`` (``maps_to_tokens`` gives the tokens)."""
         b, t, c, h, w = features.shape
-        pt, ph, pw = self.patch_size
-        patches = features.reshape(b, t // pt, pt, c, h // ph, ph, w // pw, pw)
-        patches = patches.permute(0, 1, 4, 6, 3, 2, 5, 7).reshape(b, -1, c * pt * ph * pw)
-        return self.proj(patches)
+        return self.proj(features.reshape(b * (t // self.frames_per_patch), self.frames_per_patch * c, h, w))
 
 
 class PatchUnembed(nn.Module):
-    """Tokens of one temporal slice back to a feature map: linear to patch pixels, then fold."""
+    """Tokens of one temporal slice back to a feature map: linear to patch pixels (1x1 conv), then fold.
+
+    The fold is a pixel shuffle by the (square) spatial patch size.
+    """
 
     def __init__(self, channels: int, patch_size: tuple[int, int, int], embed_dim: int) -> None:
         super().__init__()
+        pt, ph, _ = patch_size
         self.channels = channels
-        self.patch_size = patch_size
-        self.proj = nn.Linear(embed_dim, channels * math.prod(patch_size))
+        self.frames_per_patch = pt
+        self.proj = nn.Conv2d(embed_dim, pt * channels * ph * ph, 1)
+        self.fold = nn.PixelShuffle(ph)
 
     def forward(self, tokens: torch.Tensor, grid_hw: tuple[int, int], frame_in_patch: int) -> torch.Tensor:
         """``[B, H'*W', D]`` -> ``[B, C, H'*ph, W'*pw]`` for frame ``frame_in_patch`` of the patch."""
-        b = tokens.shape[0]
-        (gh, gw), (pt, ph, pw) = grid_hw, self.patch_size
-        patches = self.proj(tokens).reshape(b, gh, gw, self.channels, pt, ph, pw)[:, :, :, :, frame_in_patch]
-        return patches.permute(0, 3, 1, 4, 2, 5).reshape(b, self.channels, gh * ph, gw * pw)
+        patches = self.fold(self.proj(tokens_to_maps(tokens, (1, *grid_hw))))
+        b, _, h, w = patches.shape
+        return patches.reshape(b, self.frames_per_patch, self.channels, h, w)[:, frame_in_patch]
 
 
 class TransformerLayer(nn.Module):
@@ -178,7 +184,6 @@ class StarPoseSR(nn.Module):
         self.reconstruct = nn.Sequential(
             nn.Conv2d(cfg.channels, cfg.channels, 3, padding=1), nn.SiLU(),
             nn.Conv2d(cfg.channels, 3 * cfg.scale ** 2, 3, padding=1), nn.PixelShuffle(cfg.scale))
-        # Bicubic skip of the target frame, written as convs + pixel shuffle (no ONNX Resize, slow on CPU).
         self.skip = BicubicUpsample(cfg.scale)
 
     def check_input(self, frames: torch.Tensor) -> None:
@@ -196,9 +201,10 @@ class StarPoseSR(nn.Module):
         cfg = self.config
         b, t = frames.shape[:2]
         features = self.shallow(frames.flatten(0, 1)).unflatten(0, (b, t))
-        tokens = self.embed(features)
+        token_maps = self.embed(features)
+        tokens = maps_to_tokens(token_maps, self.grid[0])
         x = tokens + self.pos_encoding(self.grid, frames.device).to(tokens.dtype)
-        cnn_maps = self.cnn_branch(tokens_to_maps(tokens, self.grid)) if self.cnn_branch is not None else []
+        cnn_maps = self.cnn_branch(token_maps) if self.cnn_branch is not None else []
         for index, layer in enumerate(self.layers, start=1):
             x = layer(x, self.grid)
             stage = self.fusion_after.get(index)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from starpose_model.attention import SCLeakyReLU
+from starpose_model.blocks import BicubicUpsample
 from starpose_model.config import ABLATIONS, HR_SIZE, StarPoseConfig, ablation_configs, get_config
 from starpose_model.hrnet import build_pose_net
 from starpose_model.loss import CompoundLoss
@@ -35,9 +36,10 @@ def test_wrong_input_shape_names_the_expected_one():
         model(torch.rand(1, 5, 3, 128, 96))
 
 
-@pytest.mark.parametrize('target_frame,index', [('last', 4), ('center', 2)])
-def test_target_frame_selects_the_super_resolved_frame(target_frame, index):
-    cfg = get_config('tiny', target_frame=target_frame)
+@pytest.mark.parametrize('target_frame,index,patch_size', [('last', 4, (1, 8, 8)), ('center', 2, (1, 8, 8)),
+                                                            ('center', 2, (5, 4, 4))])
+def test_target_frame_selects_the_super_resolved_frame(target_frame, index, patch_size):
+    cfg = get_config('tiny', target_frame=target_frame, patch_size=patch_size)
     assert cfg.target_index == index
     model = StarPoseSR(cfg).eval()
     final_conv = model.reconstruct[2]
@@ -48,6 +50,13 @@ def test_target_frame_selects_the_super_resolved_frame(target_frame, index):
         # With the learned residual silenced, only the bicubic skip of the target frame remains.
         expected = F.interpolate(frames[:, index], size=HR_SIZE, mode='bicubic', align_corners=False)
         torch.testing.assert_close(model(frames), expected)
+
+
+@pytest.mark.parametrize('scale', [2, 4])
+def test_bicubic_skip_equals_torch_bicubic(scale):
+    images = torch.rand(2, 3, 64 // scale * 2, 48 // scale * 2, generator=torch.Generator().manual_seed(1))
+    expected = F.interpolate(images, scale_factor=scale, mode='bicubic', align_corners=False)
+    torch.testing.assert_close(BicubicUpsample(scale)(images), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_fusion_adds_nothing_at_initialisation():
@@ -144,6 +153,8 @@ def test_config_validation_and_round_trip():
         get_config('paper', scale=3)
     with pytest.raises(ValueError, match='patch_size'):
         get_config('paper', patch_size=(2, 8, 8))
+    with pytest.raises(ValueError, match='must be square'):
+        get_config('paper', patch_size=(1, 8, 4))
     with pytest.raises(ValueError, match="unknown config 'huge'"):
         get_config('huge')
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['depht'\]"):
