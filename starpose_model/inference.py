@@ -14,12 +14,10 @@ With `pose_only` the SR net is replaced by bicubic upsampling of the target fram
 """
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from starpose_model.blocks import BicubicUpsample
 from starpose_model.config import StarPoseConfig
 from starpose_model.heatmaps import HEATMAP_STRIDE, decode_argmax, flip_test
 from starpose_model.hrnet import imagenet_normalize
@@ -27,52 +25,6 @@ from starpose_model.keypoints import KEYPOINT_NAMES
 
 INPUT_NAMES = ('lr_frames',)
 OUTPUT_NAMES = ('sr_image', 'keypoints', 'heatmaps')
-
-
-def _cubic(distance: float, a: float = -0.75) -> float:
-    """Keys' cubic convolution kernel with PyTorch's a = -0.75."""
-    d = abs(distance)
-    if d <= 1:
-        return ((a + 2) * d - (a + 3)) * d * d + 1
-    if d < 2:
-        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
-    return 0.0
-
-
-def _bicubic_phase_filters(scale: int) -> torch.Tensor:
-    """5-tap filters (input offsets -2..2) of each output phase of x`scale` half-pixel bicubic upsampling."""
-    filters = torch.zeros(scale, 5, dtype=torch.float64)
-    for phase in range(scale):
-        source = (phase + 0.5) / scale - 0.5  # source position relative to the input pixel
-        base = math.floor(source)
-        fraction = source - base
-        for tap in range(-1, 3):
-            filters[phase, base + tap + 2] = _cubic(tap - fraction)
-    return filters
-
-
-class BicubicUpsample(nn.Module):
-    """Integer-factor bicubic upsampling equal to `F.interpolate(mode='bicubic', align_corners=False)`.
-
-    Written as edge padding + one depthwise 5x5 conv per output phase + pixel shuffle: ops that
-    every runtime (ONNX Runtime, TensorRT) runs fast and identically, where `Resize(cubic)`
-    varies between runtimes in speed and edge handling. Used for the SR skip connection and the
-    bicubic baseline.
-    """
-
-    def __init__(self, scale: int):
-        super().__init__()
-        self.scale = scale
-        phases = _bicubic_phase_filters(scale)
-        kernels = (phases[:, None, :, None] * phases[None, :, None, :]).reshape(scale * scale, 1, 5, 5)
-        self.register_buffer('kernels', kernels.float(), persistent=False)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """`[B, C, H, W]` -> `[B, C, scale * H, scale * W]`."""
-        b, c, h, w = images.shape
-        padded = F.pad(images.reshape(b * c, 1, h, w), (2, 2, 2, 2), mode='replicate')
-        phases = F.conv2d(padded, self.kernels.to(images.dtype))
-        return F.pixel_shuffle(phases, self.scale).reshape(b, c, h * self.scale, w * self.scale)
 
 
 class StarPoseInference(nn.Module):

@@ -13,7 +13,7 @@ from starpose_model.config import get_config
 from starpose_model.export import ExportCheckError, check_onnx, example_input, main, random_model, read_metadata
 from starpose_model.heatmaps import decode_argmax
 from starpose_model.hrnet import build_pose_net, imagenet_normalize
-from starpose_model.inference import BicubicUpsample, StarPoseInference
+from starpose_model.inference import StarPoseInference
 from starpose_model.star_pose import StarPoseSR
 
 torch.set_num_threads(2)
@@ -77,14 +77,6 @@ def test_pose_only_baseline_is_bicubic_of_the_target_frame(target_frame, index):
     assert sr_image.permute(0, 3, 1, 2).float().sub(torch.round(upsampled * 255)).abs().max() == 0
     with torch.no_grad():
         torch.testing.assert_close(heatmaps, pose_net(imagenet_normalize(upsampled)))
-
-
-@pytest.mark.parametrize('scale', [2, 4])
-def test_bicubic_upsample_equals_torch_bicubic(scale):
-    images = torch.rand(2, 3, 256 // scale, 192 // scale) * 1.4 - 0.2
-    expected = F.interpolate(images, scale_factor=scale, mode='bicubic', align_corners=False)
-    torch.testing.assert_close(BicubicUpsample(scale)(images), expected, rtol=0, atol=2e-6)
-    assert not BicubicUpsample(scale).state_dict()  # a constant, not a weight
 
 
 def test_wrong_input_is_rejected_naming_the_shape(tiny_model):
