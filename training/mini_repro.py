@@ -167,19 +167,28 @@ def run(args) -> dict:
             _train_command('tiny_synthetic_64x48', out / 'runs' / 'pose_only', data_dir, pose_weights,
                            ['--stage', 'pose']), out / 'logs' / 'pose.log')
 
-    jobs = [(scale, variant) for scale in args.scales for variant in args.variants]
+    # Full models (and their baselines) at every scale first, then the ablations one by one.
+    jobs = [(scale, variant) for variant in args.variants for scale in args.scales]
     with ThreadPoolExecutor(max_workers=args.lanes) as lanes:
-        futures = [lanes.submit(_run_variant, scale, variant, args, pose_weights) for scale, variant in jobs]
-        rows = [row for future in futures for row in future.result()]
+        futures = {lanes.submit(_run_variant, scale, variant, args, pose_weights): (scale, variant)
+                   for scale, variant in jobs}
+        rows, failures = [], []
+        for future, (scale, variant) in futures.items():
+            try:
+                rows += future.result()
+            except RuntimeError as error:  # one failed run must not lose the others' results
+                failures.append(f'{SCALES[scale]} {variant}: {error}')
 
     summary = {'command': ' '.join(sys.argv), 'seed': args.seed, 'data_seed': args.data_seed,
                'val_every': args.val_every, 'lanes': args.lanes, 'timings': timings,
-               'total_seconds': time.time() - started, 'rows': rows}
+               'total_seconds': time.time() - started, 'failures': failures, 'rows': rows}
     (out / 'results.json').write_text(json.dumps(summary, indent=2, allow_nan=True))
     table = results_table(rows)
     (out / 'results.md').write_text(table)
     print(table)
     print(f'total {summary["total_seconds"] / 60:.1f} min; wrote {out / "results.json"} and {out / "results.md"}')
+    if failures:
+        raise SystemExit('failed runs:\n' + '\n'.join(failures))
     return summary
 
 
