@@ -49,13 +49,9 @@ DESKTOP = BuildEnvironment('10.3.0', 'NVIDIA GeForce RTX 3090', '8.6')
 
 
 @pytest.fixture(scope='module')
-def tiny_onnx(tmp_path_factory):
-    """A real exported tiny StarPose model (random weights), shared by the module's tests."""
-    import torch
-
-    from starpose_model.export import export_onnx, random_model
-    torch.set_num_threads(2)
-    return export_onnx(random_model('tiny'), tmp_path_factory.mktemp('onnx') / 'tiny.onnx')
+def tiny_onnx(tiny_model_files):
+    """The core tests' real exported tiny StarPose model (random weights; test/core/conftest.py)."""
+    return tiny_model_files[0]
 
 
 @pytest.fixture(scope='module')
