@@ -376,6 +376,10 @@ class _Run:
 
 def _read_detections(source: BagSource, options: EvalOptions) -> tuple[dict[int, list[Detection]], str]:
     """All detection messages by header stamp (first pass; detections are small)."""
+    if options.detections_topic not in source.topics:
+        raise BagEvalError(f'{source.path}: no detections topic {options.detections_topic!r} (topics: '
+                           f'{", ".join(sorted(source.topics))}); name it with --detections-topic, or find people '
+                           'with --detector hog, or use ground-truth boxes with --detector gt --gt-json FILE')
     msgtype = source.require(options.detections_topic, DETECTION_TYPES, 'detections')
     by_stamp = {}
     for _topic, _type, _time, msg in source.messages([options.detections_topic]):

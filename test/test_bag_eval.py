@@ -238,6 +238,8 @@ def test_missing_topic_and_wrong_type_are_named(clips, onnx_model, tmp_path):
         evaluate_bag(_options(bag, onnx_model, tmp_path, image_topic='/camera'))
     with pytest.raises(BagEvalError, match='image topic /detections carries starpose_msgs/msg/TrackedDetectionArray'):
         evaluate_bag(_options(bag, onnx_model, tmp_path, image_topic='/detections'))
+    with pytest.raises(BagEvalError, match=r"no detections topic '/people'.*--detector hog"):
+        evaluate_bag(_options(bag, onnx_model, tmp_path, detections_topic='/people'))
     with pytest.raises(BagEvalError, match='no metadata.yaml'):
         evaluate_bag(_options(tmp_path, onnx_model, tmp_path / 'out'))
 
