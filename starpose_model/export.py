@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='with --config: the bicubic + pose-net baseline instead of SR + pose net')
     parser.add_argument('--seed', type=int, default=0, help='with --config: random-initialisation seed')
     parser.add_argument('--output', type=Path, required=True, help='the .onnx file to write')
-    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, choices=SUPPORTED_OPSETS)
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, choices=SUPPORTED_OPSETS,
+                        help='ONNX opset (default 18; 17 only where the exporter can convert the graph)')
     parser.add_argument('--check', action='store_true',
                         help='verify with ONNX Runtime against PyTorch '
                              f'(batch 1 and 7, relative error < {RELATIVE_TOLERANCE:g})')
