@@ -82,6 +82,16 @@ PARAMETERS: dict[str, _Param] = {
     'backend': _Param('onnxruntime', 'inference backend', choices=('onnxruntime', 'torch', 'tensorrt')),
     'device': _Param('cpu', 'where the model runs (cuda needs a CUDA build of the backend)', choices=('cpu', 'cuda')),
     'num_threads': _Param(2, 'CPU threads for the backend (0 = the runtime decides)', int_range=(0, 256)),
+    'engine_precision': _Param('fp16', 'backend tensorrt: precision of the engine built from the ONNX model (the '
+                                       'linear attention stays FP32; int8 needs engine_calibration_data)',
+                               choices=('fp16', 'fp32', 'int8')),
+    'engine_calibration_data': _Param('', 'backend tensorrt with engine_precision int8: .npy of real uint8 LR '
+                                          'windows (N, T, h, w, 3) to calibrate with (starpose-bag-eval '
+                                          '--save-calibration writes one)'),
+    'engine_cache_dir': _Param('', 'backend tensorrt: folder of built engines (empty = ~/.cache/starpose/engines, '
+                                   'or $XDG_CACHE_HOME/starpose/engines)'),
+    'force_engine_rebuild': _Param(False, 'backend tensorrt: rebuild the engine from the .onnx model_path at '
+                                          'configure even if a matching cached one exists'),
     # inputs
     'image_transport': _Param('raw', 'raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage '
                                      'on `image/compressed`', choices=('raw', 'compressed'), read_only=True),
@@ -140,6 +150,10 @@ class NodeSettings:
     backend: str
     device: str
     num_threads: int
+    engine_precision: str
+    engine_calibration_data: str
+    engine_cache_dir: str
+    force_engine_rebuild: bool
     image_transport: str
     image_reliability: str
     image_queue_depth: int
@@ -192,6 +206,22 @@ def check_choice(name: str, value) -> None:
     choices = PARAMETERS[name].choices
     if choices and value not in choices:
         raise ValueError(f'parameter {name!r} is {value!r}; expected one of: {", ".join(choices)}')
+
+
+def backend_options(settings: NodeSettings) -> dict:
+    """Constructor options of the chosen backend (their names differ per runtime)."""
+    if settings.backend == 'onnxruntime':
+        return {'device': settings.device, 'intra_op_threads': settings.num_threads}
+    if settings.backend == 'torch':
+        return {'device': settings.device, 'num_threads': settings.num_threads}
+    # tensorrt: always CUDA; the engine's batch profile reaches max_batch
+    options = {'max_batch': settings.max_batch, 'precision': settings.engine_precision,
+               'force_engine_rebuild': settings.force_engine_rebuild}
+    if settings.engine_calibration_data:
+        options['calibration_data'] = settings.engine_calibration_data
+    if settings.engine_cache_dir:  # empty: the backend's default cache folder
+        options['cache_dir'] = settings.engine_cache_dir
+    return options
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -265,7 +295,7 @@ class StarPoseNode(LifecycleNode):
             self.get_logger().error('configure failed: parameter model_path is empty; set it to the exported model')
             return TransitionCallbackReturn.FAILURE
         try:
-            backend = create_backend(settings.backend, settings.model_path, **self._backend_options(settings))
+            backend = create_backend(settings.backend, settings.model_path, **backend_options(settings))
         except (BackendError, OSError, ValueError) as error:
             self.get_logger().error(f'configure failed: cannot load model {settings.model_path!r} with backend '
                                     f'{settings.backend}: {error}')
@@ -329,15 +359,6 @@ class StarPoseNode(LifecycleNode):
         return super().destroy_node()
 
     # ------------------------------------------------------------------ set-up and tear-down
-
-    @staticmethod
-    def _backend_options(settings: NodeSettings) -> dict:
-        """Constructor options of the chosen backend (their names differ per runtime)."""
-        if settings.backend == 'onnxruntime':
-            return {'device': settings.device, 'intra_op_threads': settings.num_threads}
-        if settings.backend == 'torch':
-            return {'device': settings.device, 'num_threads': settings.num_threads}
-        return {'max_batch': settings.max_batch}  # tensorrt: always CUDA, engine profile up to max_batch
 
     @staticmethod
     def _pipeline_config(settings: NodeSettings) -> PipelineConfig:
