@@ -361,11 +361,11 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike, runtime: Runtime,
-        resume: str | None = 'auto', val_fn=None, config: dict | None = None) -> dict:
+        resume: str | None = 'auto', config: dict | None = None) -> dict:
     """Train `task.model` on `train_set`; returns a summary (steps, final losses, time).
 
     `resume`: `auto` continues from `out_dir/train_state.pt` when it exists, a path resumes from
-    that file, None starts fresh. `val_fn(model) -> dict` runs on rank 0 after each epoch.
+    that file, None starts fresh.
     """
     out_dir = Path(out_dir)
     device = runtime.device
@@ -489,11 +489,6 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
                 break
         else:  # epoch finished
             epoch, samples_done = epoch + 1, 0
-            if val_fn is not None and runtime.is_main:
-                unwrap(model).eval()
-                for key, value in val_fn(unwrap(model)).items():
-                    writer.add_scalar(f'{task.name}/val_{key}', value, step)
-                unwrap(model).train()
     progress.close()
     if runtime.is_main:
         metrics_log.close()
@@ -524,7 +519,7 @@ def _data_path(data: dict, key: str) -> Path:
 
 
 def build_dataset(config: dict, split: str, mcfg, window: int, seed: int = 0, augment: bool | None = None) -> Dataset:
-    """PoseTrack windows of `split` (`data.train` / `data.val`: annotation dir or JSON under `data.root`).
+    """PoseTrack windows of `split` (`data.<split>`: an annotation dir or JSON under `data.root`).
 
     Frame files are `data.root / file_name`, as PoseTrack's JSON names them. Training splits use
     the paper's augmentation (`data.augment`: true, false or AugmentConfig fields).
