@@ -5,6 +5,10 @@ Detections that arrive without a track id get one here; detections that already 
 track's box forward by its smoothed velocity keeps ids stable when two people cross. Tracks not
 seen for `max_age_ns` of *stamp* time are evicted, and at most `max_tracks` exist at once, so
 memory stays bounded whatever ids the input churns through.
+
+Ids made here are 't1', 't2', ... (`GENERATED_ID_PREFIX`), never bare numbers: upstream trackers
+number their tracks '1', '2', ..., and a shared namespace would merge an upstream person with an
+unrelated track of ours that happens to carry the same number.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .types import Detection
+
+GENERATED_ID_PREFIX = 't'
 
 
 @dataclass
@@ -145,8 +151,8 @@ class IoUTracker:
         return evicted
 
     def _new_id(self, taken: set[str]) -> str:
-        while str(self._next_id) in self.tracks or str(self._next_id) in taken:
+        """The next 't<n>' id not used by a live track or by this frame's input."""
+        while (track_id := f'{GENERATED_ID_PREFIX}{self._next_id}') in self.tracks or track_id in taken:
             self._next_id += 1
-        track_id = str(self._next_id)
         self._next_id += 1
         return track_id

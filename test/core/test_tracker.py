@@ -45,6 +45,31 @@ def test_given_ids_pass_through_and_are_not_matched_to_own_tracks():
     assert tracker.tracks['ext-7'].external
 
 
+def test_generated_ids_are_prefixed_and_numbered_in_order():
+    out = IoUTracker().update(0, [Detection((0, 0, 10, 20)), Detection((100, 0, 10, 20))])
+    assert [d.track_id for d in out] == ['t1', 't2']
+
+
+def test_upstream_id_1_and_an_internal_track_coexist_without_merging():
+    """A person tracked here first, then an upstream tracker's '1' elsewhere: two tracks, two ids."""
+    tracker = IoUTracker()
+    internal = tracker.update(0, [Detection((0, 0, 10, 20))])[0].track_id
+    for frame in range(1, 4):
+        out = tracker.update(frame * FRAME_NS, [Detection((0, 0, 10, 20)),
+                                                Detection((200, 100, 10, 20), track_id='1')])
+        assert [d.track_id for d in out] == [internal, '1'], f'frame {frame}'
+    assert internal != '1' and set(tracker.tracks) == {internal, '1'}
+    assert not tracker.tracks[internal].external and tracker.tracks['1'].external
+    np.testing.assert_array_equal(tracker.tracks[internal].box_xywh, [0, 0, 10, 20])  # never moved to '1's box
+    np.testing.assert_array_equal(tracker.tracks[internal].velocity, [0, 0])
+
+
+def test_generated_ids_skip_an_upstream_id_of_the_same_form():
+    tracker = IoUTracker()
+    out = tracker.update(0, [Detection((0, 0, 10, 20), track_id='t1'), Detection((100, 0, 10, 20))])
+    assert [d.track_id for d in out] == ['t1', 't2']
+
+
 def test_vanished_tracks_are_evicted_after_max_age_in_stamp_time():
     tracker = IoUTracker(max_age_ns=100)
     tid = tracker.update(0, [Detection((0, 0, 10, 10))])[0].track_id
