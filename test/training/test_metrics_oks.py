@@ -112,3 +112,18 @@ def test_psnr_ssim_match_closed_forms():
     assert quality.summary()['PSNR'] == pytest.approx(psnr(noisy, hr))
     with pytest.raises(ValueError, match='uint8'):
         psnr(hr.astype(np.float32), hr.astype(np.float32))
+
+
+def test_people_in_unlabeled_frames_are_not_scored(tmp_path):
+    gt_video = make_video(people_per_frame=2)
+    first_frame = gt_video['annotations'][0]['image_id']
+    # predictions only for the first frame: recall is partial while every frame is labeled ...
+    pred = {'images': gt_video['images'],
+            'annotations': [copy.deepcopy(a) for a in gt_video['annotations'] if a['image_id'] == first_frame]}
+    assert evaluate_oks(_pairs(tmp_path / 'a', gt_video, pred))['AR'] < 100
+    # ... and complete once only the first frame is labeled
+    only_first = copy.deepcopy(gt_video)
+    for image in only_first['images']:
+        image['is_labeled'] = image['id'] == first_frame
+    assert evaluate_oks(_pairs(tmp_path / 'b', only_first, pred)) == pytest.approx(
+        {'AP@0.5': 100, 'AP@0.75': 100, 'mAP': 100, 'AR': 100})

@@ -134,3 +134,14 @@ def test_table_and_json_layout():
     assert row.count('100.0') == 8
     payload = result.to_json()
     assert len(payload['ap']) == 16 and payload['names']['15'] == 'total' and payload['names']['12'] == 'neck'
+
+
+def test_people_in_unlabeled_frames_are_not_scored():
+    # A split that scores a subset of frames marks the rest unlabeled; their GT people are no misses.
+    gt = video([[person(50)], [person(60)]])
+    gt.images[1].is_labeled = False
+    predictions = video([[person(50, gt=False)], []])
+    result = evaluate_posetrack_ap([(gt, predictions)])
+    assert result.parts['Total'] == pytest.approx(100.0) and result.frames == 1
+    gt.images[1].is_labeled = True
+    assert evaluate_posetrack_ap([(gt, predictions)]).parts['Total'] == pytest.approx(50.0)

@@ -5,8 +5,8 @@ Reference: github.com/leonid-pishchulin/poseval, ``poseval/evaluateAP.py`` and
 PoseTrack18 files converted as its ``convert.py`` does. Re-implemented here because poseval does
 not install alongside numpy 2. The definition, step by step:
 
-1. Frames whose ground truth lists no person are dropped, with their predictions (unlabeled
-   frames included).
+1. Only the GT's labeled frames are scored; frames whose ground truth lists no person are
+   dropped, with their predictions.
 2. A joint is present when it is not written as (0, 0, visibility 0); the ears are not among
    poseval's 15 joints. Joints (of GT and predictions) strictly inside an ignore region of the
    frame are removed.
@@ -178,7 +178,12 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
 
 
 def pair_frames(gt_video: PoseTrackVideo, pred_video: PoseTrackVideo):
-    """Yield (gt image, pred image) in order; both videos must list the same frames."""
+    """Yield (gt image, pred image) of the GT's labeled frames; both videos must list the same frames.
+
+    Only labeled frames are scored, as poseval does: people written into an unlabeled GT frame
+    (PoseTrack21 boxes without keypoints, or a split that scores a subset of frames) never count
+    as misses.
+    """
     if len(gt_video.images) != len(pred_video.images):
         raise EvaluationInputError(f'{pred_video.source}: # prediction frames {len(pred_video.images)} <> '
                                    f'# GT frames {len(gt_video.images)} of {gt_video.source}')
@@ -186,7 +191,8 @@ def pair_frames(gt_video: PoseTrackVideo, pred_video: PoseTrackVideo):
         if gt_image.file_name != pred_image.file_name:
             raise EvaluationInputError(f'{pred_video.source}: frame {pred_image.file_name!r} is not GT frame '
                                        f'{gt_image.file_name!r} of {gt_video.source} (same frames, same order)')
-        yield gt_image, pred_image
+        if gt_image.is_labeled is not False:
+            yield gt_image, pred_image
 
 
 def evaluate_posetrack_ap(pairs: list[tuple[PoseTrackVideo, PoseTrackVideo]],
