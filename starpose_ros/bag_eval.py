@@ -433,10 +433,12 @@ def _accuracy(run: _Run, gt_video, layout: str) -> tuple[dict, tuple[list[str], 
     gt = PoseTrackVideo(gt_video.name, gt_video.source, images, {i: p for i, p in gt_video.people.items() if i in ids},
                         gt_video.version)
     predictions = {}
+    track_numbers: dict[str, int] = {}  # PoseTrack wants integer ids; ours are strings ('t3', upstream '7', ...)
     for index, image in enumerate(images):
         result = run.results.get(index)
         predictions[image.id] = [] if result is None else [
-            PoseTrackPerson(id=None, image_id=image.id, track_id=int(p.track_id) if p.track_id.isdigit() else None,
+            PoseTrackPerson(id=None, image_id=image.id,
+                            track_id=track_numbers.setdefault(p.track_id, len(track_numbers)),
                             keypoints=p.keypoints.astype(np.float64), scores=p.keypoints[:, 2].astype(np.float64),
                             score=float(p.score)) for p in result.persons]
     prediction = PoseTrackVideo(gt_video.name, Path('predictions'), images, predictions, gt_video.version)
