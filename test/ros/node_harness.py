@@ -5,6 +5,7 @@ start it), and the tests talk to it only through ROS: lifecycle services, parame
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -156,3 +157,28 @@ def diagnostics_of(messages: list, node_fqn: str) -> dict[str, str]:
             if status.hardware_id == node_fqn:
                 return {kv.key: kv.value for kv in status.values}
     return {}
+
+
+@contextlib.contextmanager
+def node_in_process(context, namespace: str, parameters: list[Parameter], peer_name: str):
+    """A StarPoseNode and a peer node in this process, spun by one executor thread.
+
+    For tests that need to call the node's methods directly; torn down in reverse order.
+    """
+    from starpose_ros.node import StarPoseNode
+
+    node = StarPoseNode(context=context, namespace=namespace, parameter_overrides=parameters)
+    peer = rclpy.create_node(peer_name, namespace=namespace, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(peer)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        yield node, peer
+    finally:
+        node.trigger_deactivate()
+        executor.shutdown()
+        spin.join(timeout=5)
+        peer.destroy_node()
+        node.destroy_node()

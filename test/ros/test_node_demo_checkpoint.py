@@ -5,22 +5,19 @@ boxes; its published keypoints are compared with the clip's truth. A randomly in
 model misses by ~0.4-0.5 box heights (median), the demo model by ~0.03, so the 0.1 bound fails
 if the checkpoint's weights are not the ones used.
 """
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from starpose_msgs.msg import PersonPoseArray, TrackedDetection, TrackedDetectionArray
-from starpose_ros.node import StarPoseNode
 from starpose_training.synthetic import ClipRenderer, JointStatus, make_config
 from test.conftest import REPO_ROOT
+from test.ros.node_harness import node_in_process
 
 pytestmark = pytest.mark.ros
 
@@ -46,22 +43,15 @@ def _detections_msg(people, header) -> TrackedDetectionArray:
 
 def test_demo_checkpoint_runs_in_the_node_with_sensible_poses(rclpy_context):
     assert Path(DEMO_CHECKPOINT).is_file()
-    node = StarPoseNode(context=rclpy_context, namespace='/t_demo', parameter_overrides=[
-        Parameter('model_path', value=str(DEMO_CHECKPOINT)), Parameter('backend', value='torch')])
-    peer = rclpy.create_node('demo_camera', namespace='/t_demo', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    executor.add_node(peer)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-    answers: list[PersonPoseArray] = []
-    peer.create_subscription(PersonPoseArray, 'poses', answers.append, 10)
-    reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
-    camera = peer.create_publisher(Image, 'image', reliable)
-    detector = peer.create_publisher(TrackedDetectionArray, 'detections', reliable)
     renderer = ClipRenderer(make_config('demo'), seed=3)
     errors = []
-    try:
+    parameters = [Parameter('model_path', value=str(DEMO_CHECKPOINT)), Parameter('backend', value='torch')]
+    with node_in_process(rclpy_context, '/t_demo', parameters, 'demo_camera') as (node, peer):
+        answers: list[PersonPoseArray] = []
+        peer.create_subscription(PersonPoseArray, 'poses', answers.append, 10)
+        reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+        camera = peer.create_publisher(Image, 'image', reliable)
+        detector = peer.create_publisher(TrackedDetectionArray, 'detections', reliable)
         assert node.trigger_configure().name == 'SUCCESS', 'the demo checkpoint must configure the node'
         assert node.trigger_activate().name == 'SUCCESS'
         for frame in FRAMES:
@@ -83,9 +73,5 @@ def test_demo_checkpoint_runs_in_the_node_with_sensible_poses(rclpy_context):
                 visible[3:5] = False  # PoseTrack never annotates the ears
                 errors += list(np.linalg.norm(keypoints[visible] - person.joints[visible], axis=1)
                                / person.bbox_xywh[3])
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        peer.destroy_node()
     assert len(errors) > 100
     assert np.median(errors) < 0.1, f'median keypoint error {np.median(errors):.3f} box heights'

@@ -2,21 +2,17 @@
 
 A camera alone (no detection topic) must give pose arrays: one per image, with its header.
 """
-import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage
 
 from starpose_msgs.msg import PersonPoseArray
-from starpose_ros.node import StarPoseNode
-from test.ros.node_harness import tiny_onnx_model
+from test.ros.node_harness import node_in_process, tiny_onnx_model
 
 pytestmark = pytest.mark.ros
 
@@ -33,19 +29,12 @@ def _person_picture() -> np.ndarray:
 
 def test_compressed_images_with_the_hog_detector_give_one_pose_array_per_image(rclpy_context, request):
     model = tiny_onnx_model(request.config)
-    node = StarPoseNode(context=rclpy_context, namespace='/t_inputs', parameter_overrides=[
-        Parameter('model_path', value=str(model)), Parameter('image_transport', value='compressed'),
-        Parameter('detector', value='hog')])
-    peer = rclpy.create_node('compressed_camera', namespace='/t_inputs', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    executor.add_node(peer)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-    answers = []
-    peer.create_subscription(PersonPoseArray, 'poses', answers.append, 10)
-    camera = peer.create_publisher(CompressedImage, 'image/compressed', qos_profile_sensor_data)
-    try:
+    parameters = [Parameter('model_path', value=str(model)), Parameter('image_transport', value='compressed'),
+                  Parameter('detector', value='hog')]
+    with node_in_process(rclpy_context, '/t_inputs', parameters, 'compressed_camera') as (node, peer):
+        answers = []
+        peer.create_subscription(PersonPoseArray, 'poses', answers.append, 10)
+        camera = peer.create_publisher(CompressedImage, 'image/compressed', qos_profile_sensor_data)
         assert node.trigger_configure().name == 'SUCCESS' and node.trigger_activate().name == 'SUCCESS'
         assert node.count_subscribers('/t_inputs/detections') == 0  # images only: no detection topic
         ok, jpeg = cv2.imencode('.jpg', cv2.cvtColor(_person_picture(), cv2.COLOR_RGB2BGR))
@@ -65,9 +54,3 @@ def test_compressed_images_with_the_hog_detector_give_one_pose_array_per_image(r
             assert len(matching) == 1, header
         diagnostics = node.diagnostics_values()
         assert diagnostics['bad_images'] == 0 and diagnostics['frames_out'] == 3
-    finally:
-        node.trigger_deactivate()
-        executor.shutdown()
-        spin.join(timeout=5)
-        peer.destroy_node()
-        node.destroy_node()
