@@ -40,6 +40,8 @@ setup(
             'starpose-eval = starpose_training.evaluate:main',
             'starpose-bag-eval = starpose_ros.bag_eval:main',
             'starpose-video2bag = starpose_ros.video2bag:main',
+            'starpose-label = starpose_ros.label:main',
+            'starpose-fetch-footage = starpose_training.real_footage:main',
             'starpose-build-engine = starpose_ros.core.backends.tensorrt_engine:main',
         ],
     },

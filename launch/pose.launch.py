@@ -74,9 +74,10 @@ def generate_launch_description():
         DeclareLaunchArgument('detections', default_value='detections',
                               description='person detections topic (vision_msgs/Detection2DArray or '
                                           'starpose_msgs/TrackedDetectionArray)'),
-        DeclareLaunchArgument('model_path', default_value='', description='model file; empty = the params file value'),
+        DeclareLaunchArgument('model_path', default_value='',
+                              description='model file; empty = the params file value (empty there: the bundled model)'),
         DeclareLaunchArgument('backend', default_value='',
-                              description='onnxruntime | torch | tensorrt; empty = the params file value'),
+                              description='auto | onnxruntime | torch | tensorrt; empty = the params file value'),
         DeclareLaunchArgument('detector', default_value='',
                               description='topic | hog | none; empty = the params file value'),
         DeclareLaunchArgument('autostart', default_value='true', description='configure and activate at start'),

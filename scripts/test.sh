@@ -5,6 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
+# The teacher extra (its own venv): the labelling tests run BlazePose for real.
+bash scripts/setup_teacher.sh
 # shellcheck disable=SC1091
 . scripts/env.sh
 echo "[test] ruff (pycodestyle, pyflakes, pep257 docstrings, imports)"

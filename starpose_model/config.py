@@ -148,6 +148,11 @@ _PRESETS: dict[str, StarPoseConfig] = {
         name='tiny', scale=4, channels=16, embed_dim=64, depth=4, heads=2, pos_dim=16,
         cnn_channels=32, cnn_expansion=2, fusion_stages=((1, 3), (2, 6), (3, 8)),
         pose_arch='hrnet_tiny'),
+    # The bundled default: `tiny`'s SR network in front of the wider `hrnet_small` pose net.
+    'small': StarPoseConfig(
+        name='small', scale=4, channels=16, embed_dim=64, depth=4, heads=2, pos_dim=16,
+        cnn_channels=32, cnn_expansion=2, fusion_stages=((1, 3), (2, 6), (3, 8)),
+        target_frame='last', pose_arch='hrnet_small'),
 }
 
 

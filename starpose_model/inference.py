@@ -11,14 +11,17 @@ This is the graph every backend runs (PyTorch directly, ONNX Runtime and TensorR
 
 With `pose_only` the SR net is replaced by bicubic upsampling of the target frame: the
 "bicubic + pose net" baseline of the paper's tables, behind the same interface.
+`with_method(model, name)` gives a model's pose net behind each of `METHODS` (STAR-Pose itself,
+bicubic, bilinear resize), so every tool compares the same three the same way.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from starpose_model.blocks import BicubicUpsample
-from starpose_model.config import StarPoseConfig
+from starpose_model.config import HR_SIZE, StarPoseConfig
 from starpose_model.heatmaps import HEATMAP_STRIDE, decode_argmax, flip_test
 from starpose_model.hrnet import imagenet_normalize
 from starpose_model.keypoints import KEYPOINT_NAMES
@@ -85,3 +88,33 @@ class StarPoseInference(nn.Module):
         keypoints = torch.cat([decoded[..., :2] * HEATMAP_STRIDE, decoded[..., 2:]], dim=-1)
         sr_image = torch.round(sr * 255.0).permute(0, 2, 3, 1).to(torch.uint8)
         return sr_image, keypoints, heatmaps
+
+
+class ResizedLRPose(StarPoseInference):
+    """Baseline "pose net on the LR crop": the target LR crop resized to the net's input bilinearly.
+
+    Bilinear is what a top-down pose pipeline's own input resize (an affine warp with linear
+    interpolation) does to a small crop; the bicubic baseline is StarPoseInference's `pose_only`.
+    """
+
+    def super_resolve(self, lr_frames: torch.Tensor) -> torch.Tensor:
+        """Resize the target LR frame to 256 x 192 with bilinear interpolation."""
+        frame = lr_frames[:, self.target_index].permute(0, 3, 1, 2).float() / 255.0
+        return F.interpolate(frame, size=HR_SIZE, mode='bilinear', align_corners=False).clamp(0.0, 1.0)
+
+
+METHODS = ('star_pose', 'bicubic', 'resize')
+METHOD_TITLES = {'star_pose': 'STAR-Pose', 'bicubic': 'Bicubic + pose net', 'resize': 'Pose net on LR (resize)'}
+
+
+def with_method(model: StarPoseInference, method: str) -> StarPoseInference:
+    """`model` itself (`star_pose`) or its pose net behind bicubic / bilinear upsampling, in eval mode."""
+    if method == 'star_pose':
+        if model.pose_only:
+            raise ValueError('method star_pose needs a model with an SR network; this checkpoint is pose-net only')
+        return model
+    if method == 'bicubic':
+        return StarPoseInference(None, model.pose_net, model.config, pose_only=True).eval()
+    if method == 'resize':
+        return ResizedLRPose(None, model.pose_net, model.config, pose_only=True).eval()
+    raise ValueError(f'unknown method {method!r}; choose one of {METHODS}')

@@ -38,9 +38,11 @@ import cv2
 import numpy as np
 
 from starpose_model.crops import box_to_center_scale, crop_affine, warp_crop
+from starpose_model.inference import METHODS
 from starpose_ros import bagio
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.backends.base import SR_HEIGHT, SR_WIDTH, BackendError, InferenceBackend, InferenceOutput
+from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, resolve_model
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import Detection, FrameInput, FrameResult
 from starpose_ros.report import FilmstripSampler, latency_summary, write_report
@@ -52,8 +54,6 @@ DETECTION_TYPES = (bagio.DETECTIONS, VISION_DETECTIONS)
 POSES_TOPIC, OVERLAY_TOPIC, MOSAIC_TOPIC = '/poses', '/overlay', '/sr_mosaic'
 DETECTORS = ('topic', 'hog', 'gt')
 OUT_OF_ORDER = ('warn', 'error')
-BACKEND_NAMES = ('onnxruntime', 'torch', 'tensorrt')
-DEMO_MODEL = Path(__file__).resolve().parent / 'assets' / 'starpose_tiny_demo.pt'
 
 # vision_msgs 4.x (Humble and newer), registered when a bag's detections use it but carry no definitions.
 VISION_MSGS = {
@@ -328,9 +328,10 @@ class EvalOptions:
     """Everything `evaluate_bag` needs (the command line maps onto it one to one)."""
 
     bag: Path
-    model: Path
+    model: Path | None  # None: the bundled model
     output: Path
-    backend: str = 'onnxruntime'
+    backend: str = 'auto'
+    method: str = 'star_pose'
     device: str = 'cpu'
     threads: int = 2
     image_topic: str = '/image'
@@ -339,6 +340,7 @@ class EvalOptions:
     gt_json: Path | None = None
     person_classes: frozenset[str] = frozenset({'*'})
     min_detection_score: float = 0.0
+    hog_upscale: float = 1.0
     max_batch: int = 16
     max_tracks: int = 32
     max_frames: int | None = None
@@ -350,12 +352,30 @@ class EvalOptions:
     backend_options: dict = field(default_factory=dict)
 
 
-def _backend_options(options: EvalOptions) -> dict:
-    if options.backend == 'onnxruntime':
+def _backend_options(options: EvalOptions, backend: str) -> dict:
+    if backend == 'onnxruntime':
         return {'device': options.device, 'intra_op_threads': options.threads, **options.backend_options}
-    if options.backend == 'torch':
-        return {'device': options.device, 'num_threads': options.threads, **options.backend_options}
+    if backend == 'torch':
+        return {'device': options.device, 'num_threads': options.threads, 'method': options.method,
+                **options.backend_options}
     return {'max_batch': options.max_batch, **options.backend_options}
+
+
+def open_backend(options: EvalOptions) -> InferenceBackend:
+    """The model of `options` (bundled when None) on its backend; baselines (`method`) run on torch."""
+    backend = options.backend
+    if options.method != 'star_pose':
+        model = options.model or BUNDLED_MODEL
+        if Path(model).suffix != '.pt' or backend not in ('auto', 'torch'):
+            raise BagEvalError(f'--method {options.method} swaps the SR network of a .pt checkpoint and runs on '
+                               f'the torch backend; got model {model} with backend {backend}')
+        backend = 'torch'
+    try:
+        path, name = resolve_model(options.model, backend)
+        return create_backend(name, path, **_backend_options(options, name))
+    except BackendError as error:
+        raise BagEvalError(f'cannot load model {options.model or BUNDLED_MODEL} with backend {backend}: '
+                           f'{error}') from error
 
 
 @dataclass
@@ -470,6 +490,11 @@ def evaluate_bag(options: EvalOptions) -> dict:
     if options.detector == 'gt' and options.gt_json is None:
         raise BagEvalError('--detector gt needs --gt-json (the PoseTrack JSON of the clip)')
     output = Path(options.output)
+    bag = Path(options.bag).resolve()
+    for ours in ('output_bag', 'frames.jsonl', 'overlay.mp4'):  # what a run replaces in --output
+        if bag == (output / ours).resolve() or (output / ours).resolve() in bag.parents:
+            raise BagEvalError(f'the input {options.bag} is this run\'s own output {output / ours}, which a run '
+                               'replaces: copy it elsewhere or choose another --output')
     output.mkdir(parents=True, exist_ok=True)
     gt_video = load_ground_truth(options.gt_json) if options.gt_json is not None else None
     source = BagSource(options.bag)
@@ -478,16 +503,14 @@ def evaluate_bag(options: EvalOptions) -> dict:
         detections, detection_type = ({}, None)
         if options.detector == 'topic':
             detections, detection_type = _read_detections(source, options)
-        try:
-            backend = create_backend(options.backend, options.model, **_backend_options(options))
-        except BackendError as error:
-            raise BagEvalError(f'cannot load model {options.model} with {options.backend}: {error}') from error
+        backend = open_backend(options)
         recorder = None
         if options.save_calibration is not None:
             backend = recorder = RecordingBackend(backend, options.calibration_windows)
         with backend:
             pipeline = PosePipeline(backend, PipelineConfig(
-                detector='hog' if options.detector == 'hog' else 'none', max_batch=options.max_batch,
+                detector='hog' if options.detector == 'hog' else 'none', hog_upscale=options.hog_upscale,
+                max_batch=options.max_batch,
                 max_tracks=options.max_tracks, draw_overlay=True, draw_mosaic=True))
             report = _replay(source, options, image_type, detections, detection_type, pipeline, gt_video, output)
             if recorder is not None:
@@ -559,7 +582,8 @@ def _replay(source, options, image_type, detections, detection_type, pipeline, g
     run.counts['unused_detections'] = len(set(detections) - used_stamps)
     run.counts['rejected_detections'] = pipeline.counters.rejected_detections
     report = {
-        'run': {'bag': str(options.bag), 'model': str(options.model), 'backend': options.backend,
+        'run': {'bag': str(options.bag), 'model': str(options.model or BUNDLED_MODEL), 'backend': options.backend,
+                'method': options.method,
                 'device': options.device, 'image_topic': f'{options.image_topic} [{image_type}]',
                 'detections': (f'{options.detections_topic} [{detection_type}]' if options.detector == 'topic'
                                else 'OpenCV HOG people detector' if options.detector == 'hog'
@@ -601,42 +625,37 @@ def _frame_detections(options, detections, gt_video, stamp, index, run, used_sta
 # Demo and command line
 # ---------------------------------------------------------------------------------------------
 
-def exported_onnx(checkpoint: Path, folder: Path) -> Path:
-    """The ONNX export of a `.pt` checkpoint, cached in `folder` under the checkpoint's hash."""
-    from starpose_model.checkpoint import load_inference_model
-    from starpose_model.export import export_onnx
-    from starpose_ros.core.backends.tensorrt_engine import file_sha256
+def run_demo(output, model=None, backend: str = 'auto', frames: int = 100, seed: int = 7,
+             progress: bool = True, real: bool = True) -> dict:
+    """Replay real footage (vtest test frames at x4: people 17-35 px tall) through the bundled model.
 
-    target = folder / f'{checkpoint.stem}.{file_sha256(checkpoint)[:12]}.onnx'
-    if not target.is_file():
-        print(f'exporting {checkpoint.name} to ONNX (once; cached as {target}) ...', flush=True)
-        try:
-            export_onnx(load_inference_model(checkpoint), target)
-        except Exception as error:  # a checkpoint the exporter cannot handle: say so, offer the way around
-            raise BagEvalError(f'cannot export {checkpoint} to ONNX ({type(error).__name__}: {error}); '
-                               '--backend torch runs the checkpoint without exporting') from error
-    return target
-
-
-def run_demo(output, model=DEMO_MODEL, backend: str = 'onnxruntime', frames: int = 60, seed: int = 7,
-             progress: bool = True) -> dict:
-    """Generate a synthetic clip (bag + PoseTrack JSON) and evaluate the demo model on it (CPU).
-
-    With onnxruntime (default: the node's default runtime, and several times faster than the
-    PyTorch backend on a CPU) a `.pt` model is exported to ONNX first and cached in `output/model`.
+    The clip is fetched on first use (`starpose_training.real_footage`); where that is impossible
+    (no apt-get, no network) a synthetic clip with ground truth replaces it. People are found by
+    the built-in HOG detector, upscaled 6x for the small frames.
     """
-    from starpose_training.synthetic.dataset import generate_dataset
-
     output = Path(output)
-    model = Path(model)
-    if not model.is_file():
-        raise BagEvalError(f'demo model not found: {model} (it ships with the package; a fresh clone has it '
-                           'under starpose_ros/assets/)')
-    if backend in ('onnxruntime', 'tensorrt') and model.suffix == '.pt':
-        model = exported_onnx(model, output / 'model')
-    clip, bag = output / 'clip', output / 'input_bag'
+    output.mkdir(parents=True, exist_ok=True)
+    bag = output / 'input_bag'
     if bag.exists():  # ours, from an earlier demo run: rosbag2 writers never overwrite
         shutil.rmtree(bag)
+    clip = None
+    if real:
+        from starpose_training.real_footage import SPLITS, FootageError, fetch_vtest
+        try:
+            clip = fetch_vtest()
+        except FootageError as error:
+            print(f'real footage unavailable ({error}); using a synthetic clip', flush=True)
+    if clip is not None:
+        from starpose_ros.video2bag import convert
+        frames = min(frames, len(SPLITS['test']))
+        print(f'replaying {clip} (test frames 0-{frames - 1}, shrunk x4) ...', flush=True)
+        convert(clip, bag, fps=10.0, storage='mcap', max_frames=frames, downscale=4)
+        options = EvalOptions(bag=bag, model=model, output=output, backend=backend, detector='hog',
+                              hog_upscale=6.0, max_batch=8, progress=progress)
+        return evaluate_bag(options)
+    from starpose_training.synthetic.dataset import generate_dataset
+
+    clip = output / 'clip'
     print(f'generating a {frames}-frame synthetic clip into {clip} and {bag} ...', flush=True)
     manifest = generate_dataset(clip, 'demo', seed, overwrite=True, rosbag=bag, rosbag_storage='mcap', frames=frames)
     info = manifest['rosbag']
@@ -654,9 +673,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog='See docs/bag_replay.md.')
     parser.add_argument('bag', nargs='?', type=Path, help='rosbag2 directory or .mcap file')
     parser.add_argument('--demo', action='store_true',
-                        help='generate a synthetic clip and evaluate the bundled demo model on it (CPU)')
-    parser.add_argument('--model', type=Path, help='model: .onnx (onnxruntime/tensorrt), .pt (torch), .engine')
-    parser.add_argument('--backend', choices=BACKEND_NAMES, default='onnxruntime')
+                        help='replay real footage at x4 (fetched on first use; else a synthetic clip) through the '
+                             'bundled model (CPU)')
+    parser.add_argument('--synthetic', action='store_true', help='--demo: the synthetic clip instead')
+    parser.add_argument('--model', type=Path, help='model: .onnx, .pt (exported to ONNX once and cached, or run by '
+                        '--backend torch), .engine (default: the bundled model)')
+    parser.add_argument('--backend', choices=BACKEND_CHOICES, default='auto',
+                        help='auto: follow the model file (.onnx/.pt: onnxruntime, .engine: tensorrt)')
+    parser.add_argument('--method', choices=METHODS, default='star_pose',
+                        help="baselines on the same pose net: 'bicubic' or 'resize' (bilinear) instead of the SR "
+                             'network (a .pt model, run on torch)')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument('--threads', type=int, default=2, help='CPU threads of the backend')
     parser.add_argument('--output', type=Path, required=True, help='output folder')
@@ -668,6 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--gt-json', type=Path, help='PoseTrack JSON of the clip: accuracy in the report')
     parser.add_argument('--person-classes', default='*', help="comma-separated class ids that are people ('*': any)")
     parser.add_argument('--min-detection-score', type=float, default=0.0)
+    parser.add_argument('--hog-upscale', type=float, default=1.0,
+                        help='--detector hog: upscale frames first to find people under ~100 px (cost grows ^2)')
     parser.add_argument('--max-batch', type=int, default=16)
     parser.add_argument('--max-tracks', type=int, default=32)
     parser.add_argument('--max-frames', type=int, help='stop after this many images')
@@ -676,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-video', action='store_true', help='skip overlay.mp4')
     parser.add_argument('--save-calibration', type=Path,
                         help='also save the LR windows fed to the model (.npy) for TensorRT INT8 calibration')
-    parser.add_argument('--demo-frames', type=int, default=60, help='--demo: frames of the generated clip')
+    parser.add_argument('--demo-frames', type=int, default=100, help='--demo: frames of the clip')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser
 
@@ -699,13 +727,14 @@ def main(argv=None) -> int:
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     try:
         if args.demo:
-            report = run_demo(args.output, args.model or DEMO_MODEL, args.backend, args.demo_frames,
-                              progress=not args.quiet)
+            report = run_demo(args.output, args.model, args.backend, args.demo_frames, progress=not args.quiet,
+                              real=not args.synthetic)
         else:
-            if args.bag is None or args.model is None:
-                raise BagEvalError('give a bag and --model (or --demo)')
+            if args.bag is None:
+                raise BagEvalError('give a bag (or --demo)')
             report = evaluate_bag(EvalOptions(
-                bag=args.bag, model=args.model, output=args.output, backend=args.backend,
+                bag=args.bag, model=args.model, output=args.output, backend=args.backend, method=args.method,
+                hog_upscale=args.hog_upscale,
                 device=args.device, threads=args.threads, image_topic=args.image_topic,
                 detections_topic=args.detections_topic, detector=args.detector, gt_json=args.gt_json,
                 person_classes=frozenset(c.strip() for c in args.person_classes.split(',') if c.strip()),

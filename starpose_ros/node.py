@@ -38,6 +38,7 @@ from starpose_ros.core.backends import create_backend
 from starpose_ros.core.backends.base import BackendError
 from starpose_ros.core.image_codec import ImageDecodeError
 from starpose_ros.core.latest import LatestWorker
+from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, resolve_model
 from starpose_ros.core.pairing import StampPairer
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
@@ -77,9 +78,10 @@ class _Param:
 # configure transition.
 PARAMETERS: dict[str, _Param] = {
     # model and backend
-    'model_path': _Param('', 'model file: .onnx (onnxruntime, tensorrt), .pt checkpoint (torch) or '
-                             'TensorRT .engine; configure fails with a readable error when missing or corrupt'),
-    'backend': _Param('onnxruntime', 'inference backend', choices=('onnxruntime', 'torch', 'tensorrt')),
+    'model_path': _Param('', 'model file: .onnx, .pt checkpoint or TensorRT .engine; empty = the bundled model; '
+                             'configure fails with a readable error when missing or corrupt'),
+    'backend': _Param('auto', 'inference backend; auto follows model_path (.onnx and .pt: onnxruntime, a .pt '
+                              'exported once to a cached ONNX; .engine: tensorrt)', choices=BACKEND_CHOICES),
     'device': _Param('cpu', 'where the model runs (cuda needs a CUDA build of the backend)', choices=('cpu', 'cuda')),
     'num_threads': _Param(2, 'CPU threads for the backend (0 = the runtime decides)', int_range=(0, 256)),
     'engine_precision': _Param('fp16', 'backend tensorrt: precision of the engine built from the ONNX model (the '
@@ -208,11 +210,11 @@ def check_choice(name: str, value) -> None:
         raise ValueError(f'parameter {name!r} is {value!r}; expected one of: {", ".join(choices)}')
 
 
-def backend_options(settings: NodeSettings) -> dict:
-    """Constructor options of the chosen backend (their names differ per runtime)."""
-    if settings.backend == 'onnxruntime':
+def backend_options(settings: NodeSettings, backend: str) -> dict:
+    """Constructor options of `backend` (the one `settings` resolve to; option names differ per runtime)."""
+    if backend == 'onnxruntime':
         return {'device': settings.device, 'intra_op_threads': settings.num_threads}
-    if settings.backend == 'torch':
+    if backend == 'torch':
         return {'device': settings.device, 'num_threads': settings.num_threads}
     # tensorrt: always CUDA; the engine's batch profile reaches max_batch
     options = {'max_batch': settings.max_batch, 'precision': settings.engine_precision,
@@ -291,14 +293,12 @@ class StarPoseNode(LifecycleNode):
         except ValueError as error:
             self.get_logger().error(f'configure failed: {error}')
             return TransitionCallbackReturn.FAILURE
-        if not settings.model_path:
-            self.get_logger().error('configure failed: parameter model_path is empty; set it to the exported model')
-            return TransitionCallbackReturn.FAILURE
         try:
-            backend = create_backend(settings.backend, settings.model_path, **backend_options(settings))
+            model_path, backend_name = resolve_model(settings.model_path, settings.backend)
+            backend = create_backend(backend_name, model_path, **backend_options(settings, backend_name))
         except (BackendError, OSError, ValueError) as error:
-            self.get_logger().error(f'configure failed: cannot load model {settings.model_path!r} with backend '
-                                    f'{settings.backend}: {error}')
+            self.get_logger().error(f'configure failed: cannot load model {settings.model_path or BUNDLED_MODEL!s} '
+                                    f'with backend {settings.backend}: {error}')
             return TransitionCallbackReturn.FAILURE
         try:
             pipeline = PosePipeline(backend, self._pipeline_config(settings))
@@ -309,7 +309,7 @@ class StarPoseNode(LifecycleNode):
         self._backend, self._pipeline, self._settings = backend, pipeline, settings
         self._pairer = StampPairer(max_pending=settings.pairing_max_pending, images_only=settings.detector != 'topic')
         info = backend.model_info
-        self.get_logger().info(f'configured: {settings.backend} on {settings.device}, model {settings.model_path} '
+        self.get_logger().info(f'configured: {backend_name} on {settings.device}, model {model_path} '
                                f'(window {info.window}, LR {info.lr_height}x{info.lr_width}, '
                                f'{info.keypoint_layout} keypoints, target frame {info.target_frame}), '
                                f'detector {settings.detector}')

@@ -81,8 +81,12 @@ def posetrack_boxes(json_path: Path) -> list[list[Detection]]:
 
 def convert(source, output, posetrack_json=None, fps: float | None = None, storage: str = 'sqlite3',
             image_format: str = 'rgb8', frame_id: str = 'camera', start_ns: int = DEFAULT_START_NS,
-            max_frames: int | None = None) -> dict:
-    """Write the bag; return a summary (frames, topics, fps, size)."""
+            max_frames: int | None = None, downscale: int = 1) -> dict:
+    """Write the bag; return a summary (frames, topics, fps, size).
+
+    `downscale` > 1 shrinks every frame (and the boxes) by that factor with `cv2.INTER_AREA`: the
+    clip as a camera that many times farther away would see it.
+    """
     source, output = Path(source), Path(output)
     if output.exists():
         raise Video2BagError(f'{output} exists already (rosbag2 writers never overwrite)')
@@ -96,7 +100,12 @@ def convert(source, output, posetrack_json=None, fps: float | None = None, stora
     fps = fps or source_fps or 25.0
     if fps <= 0:
         raise Video2BagError(f'fps must be > 0, got {fps}')
+    if downscale < 1:
+        raise Video2BagError(f'downscale must be >= 1, got {downscale}')
     boxes = posetrack_boxes(Path(posetrack_json)) if posetrack_json is not None else None
+    if boxes is not None and downscale > 1:
+        boxes = [[Detection(tuple(v / downscale for v in d.box_xywh), d.track_id, d.score) for d in frame]
+                 for frame in boxes]
     period = int(round(1e9 / fps))
     typestore = bagio.starpose_typestore()
     image_topic = '/image' if image_format in ('rgb8', 'bgr8') else '/image/compressed'
@@ -106,6 +115,9 @@ def convert(source, output, posetrack_json=None, fps: float | None = None, stora
             if max_frames is not None and index >= max_frames:
                 break
             stamp = start_ns + index * period
+            if downscale > 1:
+                rgb = cv2.resize(rgb, (rgb.shape[1] // downscale, rgb.shape[0] // downscale),
+                                 interpolation=cv2.INTER_AREA)
             if image_format in ('rgb8', 'bgr8'):
                 bag.write(image_topic, bagio.image_message(typestore, rgb, stamp, frame_id, image_format))
             else:
@@ -136,10 +148,12 @@ def main(argv=None) -> int:
     parser.add_argument('--frame-id', default='camera')
     parser.add_argument('--start-ns', type=int, default=DEFAULT_START_NS, help='stamp of the first frame')
     parser.add_argument('--max-frames', type=int)
+    parser.add_argument('--downscale', type=int, default=1,
+                        help='shrink frames (and boxes) by this factor (cv2.INTER_AREA): a farther camera')
     args = parser.parse_args(argv)
     try:
         summary = convert(args.input, args.output, args.posetrack_json, args.fps, args.storage, args.image_format,
-                          args.frame_id, args.start_ns, args.max_frames)
+                          args.frame_id, args.start_ns, args.max_frames, args.downscale)
     except (Video2BagError, bagio.BagIOError) as error:
         print(f'starpose-video2bag: error: {error}', file=sys.stderr)
         return 1

@@ -29,6 +29,7 @@ from starpose_ros.bag_eval import (
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
+from test.conftest import REPO_ROOT
 from test.core.conftest import tiny_center_checkpoint, tiny_model_files  # noqa: F401 - the core tests' tiny models
 
 FRAMES = 4
@@ -244,6 +245,14 @@ def test_missing_topic_and_wrong_type_are_named(clips, onnx_model, tmp_path):
         evaluate_bag(_options(tmp_path, onnx_model, tmp_path / 'out'))
 
 
+def test_an_input_inside_the_outputs_it_replaces_is_refused(clips, onnx_model, tmp_path):
+    first = tmp_path / 'run'
+    evaluate_bag(_options(clips['bags']['mcap'], onnx_model, first, max_frames=2, video=False))
+    with pytest.raises(BagEvalError, match="this run's own output"):
+        evaluate_bag(_options(first / 'output_bag', onnx_model, first, video=False))
+    assert (first / 'output_bag' / 'metadata.yaml').is_file()
+
+
 def test_truncated_bag_is_a_clear_error(clips, onnx_model, tmp_path):
     bag = tmp_path / 'truncated'
     shutil.copytree(clips['bags']['mcap'], bag)
@@ -306,7 +315,7 @@ def test_hog_detector_and_calibration_windows(clips, onnx_model, tmp_path):
 
 
 def test_demo_writes_video_report_and_bag(onnx_model, tmp_path, capsys):
-    report = run_demo(tmp_path / 'demo', model=onnx_model, frames=3, progress=False)
+    report = run_demo(tmp_path / 'demo', model=onnx_model, frames=3, progress=False, real=False)
     assert report['counts']['frames'] == 3 and report['counts']['persons'] > 0
     for name in ('overlay.mp4', 'report.md', 'report.json', 'frames.jsonl', 'output_bag', 'plots/filmstrip.png'):
         assert (tmp_path / 'demo' / name).exists(), name
@@ -314,8 +323,35 @@ def test_demo_writes_video_report_and_bag(onnx_model, tmp_path, capsys):
 
 
 def test_demo_model_ships_with_the_package():
-    from starpose_ros.bag_eval import DEMO_MODEL
-    assert DEMO_MODEL.is_file(), f'{DEMO_MODEL} is missing: the README demo needs it'
+    from starpose_ros.core.models import BUNDLED_MODEL
+    assert BUNDLED_MODEL.is_file(), f'{BUNDLED_MODEL} is missing: the README demo needs it'
+
+
+def test_real_demo_replays_the_cached_clip_shrunk_x4_with_hog(onnx_model, tmp_path, monkeypatch):
+    """The demo's real-footage path on a cached stand-in clip (the fixture's real frames, re-enlarged)."""
+    cache = tmp_path / 'cache'
+    cache.mkdir()
+    frames = sorted((REPO_ROOT / 'test' / 'fixtures' / 'vtest_x4' / 'images').glob('*.png'))[:8]
+    writer = cv2.VideoWriter(str(cache / 'vtest.avi'), cv2.VideoWriter_fourcc(*'MJPG'), 10, (768, 576))
+    for path in frames:
+        writer.write(cv2.resize(cv2.imread(str(path)), (768, 576), interpolation=cv2.INTER_CUBIC))
+    writer.release()
+    monkeypatch.setenv('STARPOSE_CACHE', str(cache))
+    report = run_demo(tmp_path / 'demo', model=onnx_model, frames=8, progress=False)
+    assert report['counts']['frames'] == 8 and report['counts']['persons'] > 0
+    assert 'HOG' in report['run']['detections'] and 'accuracy' not in report
+    assert (tmp_path / 'demo' / 'overlay.mp4').stat().st_size > 0
+
+
+def test_method_switch_runs_the_baselines_on_the_same_pose_net(clips, tiny_model_files, tmp_path):  # noqa: F811
+    onnx, checkpoint = tiny_model_files
+    reports = {method: evaluate_bag(_options(clips['bags']['mcap'], checkpoint, tmp_path / method, method=method,
+                                             gt_json=clips['gt'], video=False))
+               for method in ('star_pose', 'bicubic')}
+    assert reports['bicubic']['run']['method'] == 'bicubic'
+    assert reports['bicubic']['accuracy'] != reports['star_pose']['accuracy']
+    with pytest.raises(BagEvalError, match='--method bicubic'):
+        evaluate_bag(_options(clips['bags']['mcap'], onnx, tmp_path / 'onnx', method='bicubic', video=False))
 
 
 @pytest.mark.ros

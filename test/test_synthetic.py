@@ -180,6 +180,12 @@ def test_config_errors_name_the_field(tmp_path):
     generate_dataset(tmp_path, 'small', frames=2, overwrite=True)
     assert (tmp_path / 'keep.txt').read_text() == 'user file'
     assert len(list((tmp_path / 'images' / 'val').rglob('*.jpg'))) == 2
+    real = tmp_path / 'posetrack'  # a real dataset (no manifest of ours): --overwrite must not touch it
+    (real / 'annotations' / 'val').mkdir(parents=True)
+    (real / 'annotations' / 'val' / 'seq.json').write_text('{}')
+    with pytest.raises(FileExistsError, match='not a starpose-synth output'):
+        generate_dataset(real, 'small', frames=1, overwrite=True)
+    assert (real / 'annotations' / 'val' / 'seq.json').read_text() == '{}'
 
 
 @pytest.mark.parametrize('storage, image_format', [('sqlite3', 'rgb8'), ('mcap', 'jpeg')])

@@ -5,6 +5,11 @@ window, so the frames stay aligned as the node sees them. The photometric distor
 contrast, saturation, hue, each applied with probability 1/2, mmpose's PhotometricDistortion
 ranges) uses the same parameters on every frame so no flicker is invented between frames.
 Rotation follows HRNet: uniform within +-30 degrees, applied with probability 0.6.
+
+For detector boxes (real footage) two draws go beyond the paper's: the crop centre moves by a
+Gaussian share of the region size (`shift_std`; HOG and trackers rarely centre a person) and the
+LR crops can come from the whole frame shrunk by a random factor (`camera_downscale`), the way a
+far camera sees a person, instead of from the HR crop (`starpose_training.degradation`).
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ class AugmentConfig:
     contrast_range: tuple[float, float] = (0.5, 1.5)
     saturation_range: tuple[float, float] = (0.5, 1.5)
     hue_delta: float = 18.0  # degrees on OpenCV's 0..180 hue scale
+    shift_std: float = 0.0  # std of the crop-centre shift, as a share of the region's (w, h)
+    camera_downscale: tuple[float, float] | None = None  # log-uniform frame shrink factor range
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class WindowAugmentation:
     contrast: float | None = None  # multiplies every channel
     saturation: float | None = None  # multiplies HSV saturation
     hue: float | None = None  # added to HSV hue
+    shift: tuple[float, float] = (0.0, 0.0)  # crop-centre shift, share of the region's (w, h)
+    camera_downscale: float | None = None  # LR crops from the frame shrunk by this factor
 
     @property
     def has_photometric(self) -> bool:
@@ -75,6 +84,9 @@ def sample_augmentation(rng: np.random.Generator, config: AugmentConfig) -> Wind
     contrast = rng.uniform(*config.contrast_range)
     saturation = rng.uniform(*config.saturation_range)
     hue = rng.uniform(-config.hue_delta, config.hue_delta)
+    shift = np.clip(rng.normal(0.0, 1.0, 2) * config.shift_std, -2.5 * config.shift_std, 2.5 * config.shift_std)
+    low, high = config.camera_downscale or (1.0, 1.0)
+    downscale = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     p = config.photometric_prob
     return WindowAugmentation(
         rotation_deg=float(rotation) if u[0] < config.rotation_prob else 0.0,
@@ -84,4 +96,6 @@ def sample_augmentation(rng: np.random.Generator, config: AugmentConfig) -> Wind
         contrast=float(contrast) if u[3] < p else None,
         saturation=float(saturation) if u[4] < p else None,
         hue=float(hue) if u[5] < p else None,
+        shift=(float(shift[0]), float(shift[1])),
+        camera_downscale=downscale if config.camera_downscale else None,
     )

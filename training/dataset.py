@@ -23,7 +23,7 @@ from starpose_model import crops
 from starpose_model.heatmaps import HEATMAP_SIZE, SIGMA, generate_targets
 from starpose_model.keypoints import POSETRACK_UNANNOTATED, flip_permutation
 from starpose_training.augment import AugmentConfig, WindowAugmentation, sample_augmentation
-from starpose_training.degradation import HR_SIZE, degrade
+from starpose_training.degradation import HR_SIZE, camera_lr_crop, degrade
 from starpose_training.posetrack import PoseTrackPerson, PoseTrackVideo, check_frames_exist, read_posetrack
 
 LAYOUT = 'posetrack'
@@ -69,7 +69,7 @@ class PoseTrackWindows(Dataset):
     def __init__(self, annotations: str | Path | list[PoseTrackVideo], image_root: str | Path, *,
                  window: int = 5, target_frame: str = 'center', scale: int = 4,
                  augment: AugmentConfig | None = None, seed: int = 0, blur_sigma: float | None = None,
-                 heatmap_sigma: float = SIGMA):
+                 heatmap_sigma: float = SIGMA, cache_frames: int = 64):
         self.videos = annotations if isinstance(annotations, list) else read_posetrack(annotations)
         self.image_root = Path(image_root)
         check_frames_exist(self.videos, self.image_root)
@@ -81,6 +81,8 @@ class PoseTrackWindows(Dataset):
         self.epoch = 0
         self.blur_sigma = blur_sigma
         self.heatmap_sigma = heatmap_sigma
+        self.cache_frames = cache_frames
+        self._cache: dict[str, np.ndarray] = {}  # file name -> RGB frame, least recently used first
         self.samples = self._index_samples()
         # Validate the window parameters now rather than in a worker.
         if self.samples:
@@ -114,6 +116,16 @@ class PoseTrackWindows(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         return sample_augmentation(rng, self.augment)
 
+    def _frame(self, file_name: str) -> np.ndarray:
+        """A decoded frame, from a small per-worker cache (a window's frames are shared by its neighbours)."""
+        cached = self._cache.pop(file_name, None)
+        if cached is None:
+            cached = read_rgb(self.image_root / file_name)
+            if len(self._cache) >= self.cache_frames:
+                self._cache.pop(next(iter(self._cache)))
+        self._cache[file_name] = cached
+        return cached
+
     def crops(self, index: int) -> WindowCrops:
         """Crop, augment and degrade the window of sample `index` (uint8 images)."""
         ref = self.samples[index]
@@ -123,11 +135,16 @@ class PoseTrackWindows(Dataset):
         aug = self.augmentation(index)
 
         center, size = crops.box_to_center_scale(person.bbox_xywh)
+        center = center + np.asarray(aug.shift) * size
         affine = crops.crop_affine(center, size * aug.scale, HR_SIZE, rotation_deg=aug.rotation_deg, flip=aug.flip)
-        frames = [video.images[i] for i in video.window_indices(ref.frame, self.window, self.target_frame)]
-        hr = np.stack([aug.photometric(crops.warp_crop(read_rgb(self.image_root / f.file_name), affine, HR_SIZE))
-                       for f in frames])
-        lr = np.stack([degrade(frame, self.scale, self.blur_sigma) for frame in hr])
+        frames = [self._frame(video.images[i].file_name)
+                  for i in video.window_indices(ref.frame, self.window, self.target_frame)]
+        hr = np.stack([aug.photometric(crops.warp_crop(frame, affine, HR_SIZE)) for frame in frames])
+        if aug.camera_downscale is None:
+            lr = np.stack([degrade(crop, self.scale, self.blur_sigma) for crop in hr])
+        else:
+            lr = np.stack([aug.photometric(camera_lr_crop(frame, affine, aug.camera_downscale, self.scale))
+                           for frame in frames])
 
         keypoints = np.zeros_like(person.keypoints)
         keypoints[:, :2] = crops.transform_points(person.keypoints[:, :2], affine)

@@ -42,3 +42,24 @@ def degrade(hr_image: np.ndarray, scale: int, blur_sigma: float | None = None) -
                                  borderType=cv2.BORDER_REFLECT_101)
     small = cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
     return np.clip(np.rint(small), 0, 255).astype(np.uint8)
+
+
+def camera_lr_crop(frame: np.ndarray, image_to_hr: np.ndarray, factor: float, scale: int) -> np.ndarray:
+    """The LR crop of a far camera: the whole frame shrunk by `factor` (INTER_AREA), then cropped.
+
+    The region is the HR crop's (`image_to_hr`, image -> 256x192 pixels) resampled to the LR size
+    with the pixel-centre convention of `cv2.resize` (LR pixel i covers HR pixels 4i .. 4i + 3 at
+    4x), so LR and HR crops stay registered like `degrade`'s. A person h pixels tall in the frame
+    is h / factor pixels tall in the camera the crop imitates.
+    """
+    height, width = lr_size(scale)
+    small = frame
+    if factor > 1.0:
+        small = cv2.resize(frame, (max(1, round(frame.shape[1] / factor)), max(1, round(frame.shape[0] / factor))),
+                           interpolation=cv2.INTER_AREA)
+    fx, fy = frame.shape[1] / small.shape[1], frame.shape[0] / small.shape[0]
+    # small-frame pixel q -> frame pixel p = f (q + 0.5) - 0.5 -> HR crop -> LR crop
+    small_to_frame = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5], [0.0, 0.0, 1.0]])
+    hr_to_lr = np.array([[1.0 / scale, 0.0, 0.5 / scale - 0.5], [0.0, 1.0 / scale, 0.5 / scale - 0.5]])
+    affine = hr_to_lr @ np.vstack([image_to_hr, [0.0, 0.0, 1.0]]) @ small_to_frame
+    return cv2.warpAffine(small, affine, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)

@@ -26,14 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from starpose_model.checkpoint import CheckpointError, load_inference_model
 from starpose_model.config import HR_SIZE
 from starpose_model.heatmaps import crop_to_image
-from starpose_model.inference import StarPoseInference
+from starpose_model.inference import METHOD_TITLES, StarPoseInference, with_method
 from starpose_model.keypoints import POSETRACK_UNANNOTATED
 from starpose_training.dataset import PoseTrackWindows
 from starpose_training.metrics.image_quality import ImageQuality
@@ -117,26 +116,9 @@ def run_oks(args: argparse.Namespace) -> dict:
 
 # ----------------------------------------------------------------------------- models
 
-class ResizedLRPose(StarPoseInference):
-    """Baseline "pose net on the LR crop": the target LR crop resized to the net's input bilinearly.
-
-    Bilinear is what a top-down pose pipeline's own input resize (an affine warp with linear
-    interpolation) does to a small crop; the bicubic baseline is StarPoseInference's `pose_only`.
-    """
-
-    def super_resolve(self, lr_frames: torch.Tensor) -> torch.Tensor:
-        """Resize the target LR frame to 256 x 192 with bilinear interpolation."""
-        frame = lr_frames[:, self.target_index].permute(0, 3, 1, 2).float() / 255.0
-        return F.interpolate(frame, size=HR_SIZE, mode='bilinear', align_corners=False).clamp(0.0, 1.0)
-
-
 def baseline_models(model: StarPoseInference) -> dict[str, StarPoseInference]:
     """The two baselines of Tables 1-2 built on `model`'s pose net, LR size and window."""
-    config, pose_net = model.config, model.pose_net
-    return {
-        'Pose net on LR (resize)': ResizedLRPose(None, pose_net, config, pose_only=True).eval(),
-        'Bicubic + pose net': StarPoseInference(None, pose_net, config, pose_only=True).eval(),
-    }
+    return {METHOD_TITLES[method]: with_method(model, method) for method in ('resize', 'bicubic')}
 
 
 def count_gmacs(module: torch.nn.Module, *inputs: torch.Tensor) -> float:

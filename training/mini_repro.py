@@ -12,8 +12,8 @@ Steps, each skipped when its output exists (so an interrupted run continues wher
    baselines (pose net on the LR crop resized; bicubic + pose net), written as
    `results.json` / `results.md` with run times and seeds.
 
-The 64x48 full model (causal, `target_frame: last`) is the node's demo checkpoint
-(`--demo-checkpoint starpose_ros/assets/starpose_tiny_demo.pt` copies it there).
+The 64x48 full model (causal, `target_frame: last`) can serve the node (`--demo-checkpoint PATH`
+copies it there); the bundled model is trained on real footage instead (docs/real_footage.md).
 
 Everything runs as subprocesses of the public commands, so the logs under `OUT/logs/` show
 exactly what a user would run by hand.
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--lanes', type=int, default=2, help='SR runs trained in parallel (one thread each)')
     parser.add_argument('--val-every', type=int, default=3, help='score every k-th labeled val frame')
     parser.add_argument('--demo-checkpoint', type=Path,
-                        help='copy the 64x48 full model here once trained (starpose_ros/assets/starpose_tiny_demo.pt)')
+                        help='copy the 64x48 full model here once trained')
     parser.add_argument('--evaluate-jobs', type=Path, help=argparse.SUPPRESS)  # child process of step 4
     args = parser.parse_args(argv)
     if args.evaluate_jobs:

@@ -40,7 +40,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from starpose_model.hrnet import imagenet_normalize
@@ -518,11 +518,41 @@ def _data_path(data: dict, key: str) -> Path:
     return path if path.is_absolute() else Path(data.get('root', '.')) / path
 
 
+class ConcatWindows(ConcatDataset):
+    """Several window datasets as one (`data.sources`), each repeated `repeat` times, one epoch stream."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of an epoch in every part."""
+        for part in self.datasets:
+            part.set_epoch(epoch)
+
+
+def _data_sources(data: dict, split: str) -> list[tuple[dict, int]]:
+    """(source section, repeat) pairs: `data.sources` entries, or `data` itself as the one source."""
+    if 'sources' not in data:
+        return [(data, 1)]
+    sources = data['sources']
+    if not isinstance(sources, list) or not sources:
+        raise ValueError('training config: data.sources must be a non-empty list of {root, train, repeat}')
+    picked = []
+    for k, source in enumerate(sources):
+        unknown = set(source) - {'root', 'train', 'repeat'}
+        if unknown:
+            raise ValueError(f'training config: data.sources[{k}] has unknown keys {sorted(unknown)}')
+        if source.get(split):
+            picked.append((source, int(source.get('repeat', 1))))
+    if not picked:
+        raise ValueError(f'training config: no entry of data.sources has a {split!r} split')
+    return picked
+
+
 def build_dataset(config: dict, split: str, mcfg, window: int, seed: int = 0, augment: bool | None = None) -> Dataset:
     """PoseTrack windows of `split` (`data.<split>`: an annotation dir or JSON under `data.root`).
 
-    Frame files are `data.root / file_name`, as PoseTrack's JSON names them. Training splits use
-    the paper's augmentation (`data.augment`: true, false or AugmentConfig fields).
+    Frame files are `data.root / file_name`, as PoseTrack's JSON names them. With `data.sources`
+    (a list of `{root, train, repeat}`), the parts are concatenated, real footage repeated to
+    weigh more than synthetic (each copy differently augmented). Training splits use the
+    paper's augmentation (`data.augment`: true, false or AugmentConfig fields).
     """
     from starpose_training.augment import AugmentConfig
     from starpose_training.dataset import PoseTrackWindows
@@ -532,10 +562,14 @@ def build_dataset(config: dict, split: str, mcfg, window: int, seed: int = 0, au
     augmentation = None
     if split == 'train' and augment_setting:
         augmentation = AugmentConfig(**augment_setting) if isinstance(augment_setting, dict) else AugmentConfig()
-    return PoseTrackWindows(_data_path(data, split), data.get('root', '.'), window=window,
-                            target_frame=mcfg.target_frame, scale=mcfg.scale, augment=augmentation,
-                            seed=seed,
-                            blur_sigma=data.get('blur_sigma'))
+    parts = []
+    for source, repeat in _data_sources(data, split):
+        for _ in range(repeat):  # each copy its own seed, so repeats are differently augmented
+            parts.append(PoseTrackWindows(_data_path(source, split), source.get('root', '.'), window=window,
+                                          target_frame=mcfg.target_frame, scale=mcfg.scale, augment=augmentation,
+                                          seed=seed + len(parts), blur_sigma=data.get('blur_sigma'),
+                                          cache_frames=int(data.get('cache_frames', 64))))
+    return parts[0] if len(parts) == 1 else ConcatWindows(parts)
 
 
 def _pose_weights_path(config: dict) -> Path:

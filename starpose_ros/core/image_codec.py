@@ -96,7 +96,11 @@ def decode_compressed(image_format: str, data) -> np.ndarray:
     raw = _byte_array(data)
     if raw.size == 0:
         raise ImageDecodeError(f'empty compressed image (format {image_format!r})')
-    bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    try:  # OpenCV raises (not returns None) on some headers, e.g. a PNG claiming 100000 x 100000 pixels
+        bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    except cv2.error as error:
+        raise ImageDecodeError(f'OpenCV refused {raw.size} bytes of compressed image (format {image_format!r}): '
+                               f'{str(error).strip().splitlines()[-1]}') from None
     if bgr is None:
         raise ImageDecodeError(f'OpenCV could not decode {raw.size} bytes of compressed image '
                                f'(format {image_format!r})')

@@ -119,3 +119,20 @@ def test_compressed_png_is_exact_and_jpeg_is_close():
 def test_bad_compressed_images_raise(image_format, data, reason):
     with pytest.raises(ImageDecodeError, match=reason):
         decode_compressed(image_format, data)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge image (OpenCV raises cv2.error instead of returning None)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack('>I', len(body)) + kind + body + struct.pack('>I', zlib.crc32(kind + body))
+    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b'\x00')) + chunk(b'IEND', b'')
+
+
+def test_a_png_claiming_a_huge_size_is_a_decode_error_not_a_crash():
+    data = _png_claiming(100000, 100000)
+    with pytest.raises(ImageDecodeError, match='OpenCV refused|could not decode'):
+        decode_compressed('png', data)

@@ -6,6 +6,7 @@ start it), and the tests talk to it only through ROS: lifecycle services, parame
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -58,16 +59,20 @@ def _parameter_text(value) -> str:
 class NodeProcess:
     """`python -m starpose_ros.node` in a child process, its output captured in a log file."""
 
-    def __init__(self, log_path: Path, namespace: str, parameters: dict, name: str = 'starpose_node'):
+    def __init__(self, log_path: Path, namespace: str, parameters: dict, name: str = 'starpose_node',
+                 params_file: Path | None = None, env: dict | None = None):
         self.name = name
         self.fqn = f'{namespace.rstrip("/")}/{name}'
         self.log_path = log_path
         command = [sys.executable, '-m', 'starpose_ros.node', '--ros-args', '-r', f'__ns:={namespace}',
                    '-r', f'__node:={name}']
+        if params_file is not None:
+            command += ['--params-file', str(params_file)]
         for key, value in parameters.items():
             command += ['-p', f'{key}:={_parameter_text(value)}']
         self._log = open(log_path, 'w')  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=None if env is None else {**os.environ, **env})
 
     def alive(self) -> bool:
         return self.process.poll() is None

@@ -1,20 +1,17 @@
-"""The committed demo checkpoint: small, the causal tiny 64x48 model, loadable by the inference API."""
+"""The bundled model: a few MB, the causal `small` 64x48 model, loadable by the inference API."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
 from starpose_model.checkpoint import load_inference_model, read_checkpoint
+from starpose_ros.core.models import BUNDLED_MODEL as DEMO
 
-DEMO = Path(__file__).resolve().parents[2] / 'starpose_ros' / 'assets' / 'starpose_tiny_demo.pt'
 
-
-def test_demo_checkpoint_is_the_small_causal_tiny_model():
+def test_bundled_model_is_the_small_causal_64x48_model():
     assert DEMO.stat().st_size < 8 * 2**20
     payload = read_checkpoint(DEMO)
     config = payload['config']
-    assert (config['name'], config['scale'], config['window'], config['target_frame']) == ('tiny', 4, 5, 'last')
+    assert (config['name'], config['scale'], config['window'], config['target_frame']) == ('small', 4, 5, 'last')
     assert payload['keypoint_layout'] == 'posetrack' and not payload['pose_only']
     model = load_inference_model(DEMO)
     sr_image, keypoints, heatmaps = model(torch.full((2, 5, 64, 48, 3), 128, dtype=torch.uint8))

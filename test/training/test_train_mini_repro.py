@@ -1,12 +1,9 @@
 """The mini-reproduction's evaluation step on a tiny PoseTrack-format dataset (real models, real metrics)."""
 from __future__ import annotations
 
-from pathlib import Path
-
+from starpose_ros.core.models import BUNDLED_MODEL as DEMO
 from starpose_training.mini_repro import evaluate_checkpoints, results_table
 from test.training.posetrack_fixtures import make_video, write_dataset
-
-DEMO = Path(__file__).resolve().parents[2] / 'starpose_ros' / 'assets' / 'starpose_tiny_demo.pt'
 
 
 def test_evaluation_rows_baselines_and_table(tmp_path):

@@ -117,6 +117,9 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
     if existing and not overwrite:
         raise FileExistsError(f'{out} already holds a dataset ({", ".join(p.name for p in existing)}); '
                               'choose another folder or pass overwrite=True (--overwrite)')
+    if existing and not (out / 'synth_manifest.json').is_file():  # e.g. a real PoseTrack folder
+        raise FileExistsError(f'{out} holds {", ".join(p.name for p in existing)} but no synth_manifest.json: '
+                              'not a starpose-synth output, so --overwrite leaves it alone; choose another folder')
     for path in existing:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)

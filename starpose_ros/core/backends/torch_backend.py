@@ -15,17 +15,23 @@ class TorchBackend(InferenceBackend):
 
     `device`: 'cpu', 'cuda' or 'auto' (CUDA when available). `fp16` runs the network under CUDA
     autocast (the model keeps its numerically sensitive sums in float32); it is ignored on CPU.
+    `method` (`starpose_model.inference.METHODS`) swaps the SR network for bicubic or bilinear
+    upsampling in front of the same pose net, to compare against STAR-Pose on the same input.
     """
 
     name = 'torch'
 
-    def __init__(self, model_path, device: str = 'cpu', fp16: bool = False, num_threads: int = 0):
+    def __init__(self, model_path, device: str = 'cpu', fp16: bool = False, num_threads: int = 0,
+                 method: str = 'star_pose'):
         import torch
 
         from starpose_model.checkpoint import load_inference_model
+        from starpose_model.inference import METHODS, with_method
 
         if device not in _DEVICES:
             raise BackendError(f'torch: device must be one of {_DEVICES}, got {device!r}')
+        if method not in METHODS:
+            raise BackendError(f'torch: method must be one of {METHODS}, got {method!r}')
         if device == 'cuda' and not torch.cuda.is_available():
             raise BackendError('torch: device cuda requested but CUDA is not available to this PyTorch')
         self.device = torch.device('cuda' if device != 'cpu' and torch.cuda.is_available() else 'cpu')
@@ -38,6 +44,11 @@ class TorchBackend(InferenceBackend):
             self._model = load_inference_model(path, self.device)
         except Exception as error:  # corrupt zip/pickle, wrong format, state-dict mismatch: all named by the loader
             raise BackendError(f'torch: cannot load model {path}: {error}') from error
+        try:
+            self._model = with_method(self._model, method)
+        except ValueError as error:
+            raise BackendError(f'torch: {path}: {error}') from None
+        self.method = method
         self._torch = torch
         self.fp16 = bool(fp16) and self.device.type == 'cuda'
         self.path = path

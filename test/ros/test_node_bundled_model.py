@@ -1,27 +1,31 @@
-"""Issue 6, acceptance 4: the trained demo checkpoint loads in the node and gives sensible poses.
+"""The bundled model: the shipped config alone configures and activates the node; its poses are sensible.
 
-The node (real rclpy, PyTorch backend) is fed frames of a synthetic clip with ground-truth
-boxes; its published keypoints are compared with the clip's truth. A randomly initialised
-model misses by ~0.4-0.5 box heights (median), the demo model by ~0.03, so the 0.1 bound fails
-if the checkpoint's weights are not the ones used.
+First the node runs as a user starts it, `python -m starpose_ros.node --ros-args --params-file
+config/starpose.yaml` and nothing else: empty `model_path` = the bundled `.pt`, backend `auto` =
+ONNX Runtime on its export (made at the first configure into the cache), driven through the
+lifecycle services from another process. Then (in process, PyTorch backend) it is fed frames of
+a synthetic clip with ground-truth boxes and its keypoints are compared with the clip's truth: a
+randomly initialised model misses by ~0.4-0.5 box heights (median), so the 0.1 bound fails if
+the checkpoint's weights are not the ones used.
 """
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from lifecycle_msgs.msg import Transition
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from starpose_msgs.msg import PersonPoseArray, TrackedDetection, TrackedDetectionArray
+from starpose_ros.core.models import BUNDLED_MODEL
 from starpose_training.synthetic import ClipRenderer, JointStatus, make_config
 from test.conftest import REPO_ROOT
-from test.ros.node_harness import node_in_process
+from test.ros.node_harness import NodeProcess, RosClient, node_in_process
 
 pytestmark = pytest.mark.ros
 
-DEMO_CHECKPOINT = REPO_ROOT / 'starpose_ros' / 'assets' / 'starpose_tiny_demo.pt'
 FRAMES = range(5, 13)
 
 
@@ -41,18 +45,35 @@ def _detections_msg(people, header) -> TrackedDetectionArray:
     return TrackedDetectionArray(header=header, detections=detections)
 
 
-def test_demo_checkpoint_runs_in_the_node_with_sensible_poses(rclpy_context):
-    assert Path(DEMO_CHECKPOINT).is_file()
+def test_the_shipped_config_alone_configures_and_activates(rclpy_context, tmp_path):
+    node = NodeProcess(tmp_path / 'node.log', '/t_bundled', {}, params_file=REPO_ROOT / 'config' / 'starpose.yaml',
+                       env={'XDG_CACHE_HOME': str(tmp_path / 'cache')})
+    client = RosClient(rclpy_context)
+    try:
+        assert client.change_state(node.fqn, Transition.TRANSITION_CONFIGURE, timeout=120), node.log()
+        assert client.change_state(node.fqn, Transition.TRANSITION_ACTIVATE), node.log()
+        assert client.get_state(node.fqn) == 'active'
+        assert client.wait_for(lambda: client.node.count_publishers('/t_bundled/poses') == 1, 10)
+        log = node.log()
+        assert 'configured: onnxruntime' in log and BUNDLED_MODEL.stem in log, log
+        assert list((tmp_path / 'cache' / 'starpose' / 'onnx').glob(f'{BUNDLED_MODEL.stem}.*.onnx'))
+    finally:
+        client.close()
+        node.stop()
+
+
+def test_bundled_model_runs_in_the_node_with_sensible_poses(rclpy_context):
+    assert Path(BUNDLED_MODEL).is_file()
     renderer = ClipRenderer(make_config('demo'), seed=3)
     errors = []
-    parameters = [Parameter('model_path', value=str(DEMO_CHECKPOINT)), Parameter('backend', value='torch')]
+    parameters = [Parameter('model_path', value=str(BUNDLED_MODEL)), Parameter('backend', value='torch')]
     with node_in_process(rclpy_context, '/t_demo', parameters, 'demo_camera') as (node, peer):
         answers: list[PersonPoseArray] = []
         peer.create_subscription(PersonPoseArray, 'poses', answers.append, 10)
         reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
         camera = peer.create_publisher(Image, 'image', reliable)
         detector = peer.create_publisher(TrackedDetectionArray, 'detections', reliable)
-        assert node.trigger_configure().name == 'SUCCESS', 'the demo checkpoint must configure the node'
+        assert node.trigger_configure().name == 'SUCCESS', 'the bundled model must configure the node'
         assert node.trigger_activate().name == 'SUCCESS'
         for frame in FRAMES:
             rendered = renderer.render(frame)

@@ -1,0 +1,78 @@
+"""Which model file, which backend: the bundled default, the backend a file implies, cached exports.
+
+The node, the bag replay and the benchmarks resolve a user's `model_path` + `backend` here, so
+"empty means the bundled model" and "auto follows the file" mean the same everywhere:
+
+| model file | backend `auto` |
+| --- | --- |
+| empty | the bundled `assets/starpose_small_real.pt`, as below |
+| `.onnx` | onnxruntime |
+| `.pt` (StarPose checkpoint) | onnxruntime on its ONNX export, made once and cached by file hash |
+| `.engine` / `.plan` | tensorrt |
+
+An explicit backend wins, except that ONNX Runtime and TensorRT get a `.pt` through the same
+cached export (TensorRT builds its engine from the ONNX).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .backends.base import BackendError
+from .backends.tensorrt_engine import file_sha256
+
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / 'assets' / 'starpose_small_real.pt'
+BACKEND_CHOICES = ('auto', 'onnxruntime', 'torch', 'tensorrt')
+_BY_SUFFIX = {'.onnx': 'onnxruntime', '.pt': 'onnxruntime', '.engine': 'tensorrt', '.plan': 'tensorrt'}
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/starpose` or `~/.cache/starpose`."""
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'starpose'
+
+
+def backend_for(model_path: Path, backend: str) -> str:
+    """The backend that runs `model_path`: `backend` itself, or the file's with `auto`."""
+    if backend not in BACKEND_CHOICES:
+        raise BackendError(f'unknown backend {backend!r}; choose one of {BACKEND_CHOICES}')
+    if backend != 'auto':
+        return backend
+    suffix = model_path.suffix.lower()
+    if suffix not in _BY_SUFFIX:
+        raise BackendError(f'{model_path}: cannot tell the backend from the suffix {suffix!r} '
+                           f'(known: {", ".join(_BY_SUFFIX)}); set backend explicitly')
+    return _BY_SUFFIX[suffix]
+
+
+def exported_onnx(checkpoint: Path, folder: Path | None = None) -> Path:
+    """The ONNX export of a `.pt` checkpoint, made once and cached under the checkpoint's hash."""
+    from starpose_model.checkpoint import load_inference_model
+    from starpose_model.export import export_onnx
+
+    if not checkpoint.is_file():
+        raise BackendError(f'model file not found: {checkpoint}')
+    folder = folder or default_cache_dir() / 'onnx'
+    target = folder / f'{checkpoint.stem}.{file_sha256(checkpoint)[:12]}.onnx'
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f'.{target.name}.tmp{os.getpid()}'
+    try:
+        export_onnx(load_inference_model(checkpoint), tmp)
+        os.replace(tmp, target)
+    except Exception as error:  # a checkpoint the exporter cannot handle: say so, offer the way around
+        raise BackendError(f'cannot export {checkpoint} to ONNX ({type(error).__name__}: {error}); '
+                           'backend torch runs the checkpoint without exporting') from error
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def resolve_model(model_path: str | os.PathLike | None, backend: str = 'auto',
+                  cache_dir: Path | None = None) -> tuple[Path, str]:
+    """(file to load, backend name) for a user's model path (empty = bundled) and backend (or auto)."""
+    path = Path(model_path) if model_path else BUNDLED_MODEL
+    name = backend_for(path, backend)
+    if name in ('onnxruntime', 'tensorrt') and path.suffix.lower() == '.pt':
+        path = exported_onnx(path, cache_dir)
+    return path, name

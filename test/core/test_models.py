@@ -1,0 +1,43 @@
+"""Model resolution: empty = the bundled model, `auto` follows the file, a .pt is exported once."""
+from __future__ import annotations
+
+import pytest
+
+from starpose_ros.core.backends import BackendError
+from starpose_ros.core.models import BUNDLED_MODEL, backend_for, exported_onnx, resolve_model
+
+
+def test_auto_follows_the_suffix(tmp_path):
+    assert backend_for(tmp_path / 'm.onnx', 'auto') == 'onnxruntime'
+    assert backend_for(tmp_path / 'm.pt', 'auto') == 'onnxruntime'
+    assert backend_for(tmp_path / 'm.engine', 'auto') == 'tensorrt'
+    assert backend_for(tmp_path / 'm.pt', 'torch') == 'torch'
+    with pytest.raises(BackendError, match="suffix '.bin'"):
+        backend_for(tmp_path / 'm.bin', 'auto')
+    with pytest.raises(BackendError, match='unknown backend'):
+        backend_for(tmp_path / 'm.onnx', 'openvino')
+
+
+def test_a_checkpoint_is_exported_once_and_reused(tiny_model_files, tmp_path):
+    checkpoint = tiny_model_files[1]
+    path, name = resolve_model(checkpoint, 'auto', cache_dir=tmp_path)
+    assert name == 'onnxruntime' and path.suffix == '.onnx' and path.parent == tmp_path
+    stamp = path.stat().st_mtime_ns
+    assert resolve_model(checkpoint, 'onnxruntime', cache_dir=tmp_path) == (path, 'onnxruntime')
+    assert path.stat().st_mtime_ns == stamp and not list(tmp_path.glob('.*tmp*'))
+    assert resolve_model(checkpoint, 'torch', cache_dir=tmp_path) == (checkpoint, 'torch')
+
+
+def test_empty_means_the_bundled_model(tmp_path):
+    assert resolve_model('', 'torch') == (BUNDLED_MODEL, 'torch')
+    assert resolve_model(None, 'torch') == (BUNDLED_MODEL, 'torch')
+
+
+def test_a_missing_or_broken_checkpoint_is_one_error(tmp_path):
+    with pytest.raises(BackendError, match='not found'):
+        exported_onnx(tmp_path / 'missing.pt', tmp_path)
+    broken = tmp_path / 'broken.pt'
+    broken.write_bytes(b'not a checkpoint')
+    with pytest.raises(BackendError, match='cannot export'):
+        exported_onnx(broken, tmp_path)
+    assert not list(tmp_path.glob('*.onnx'))
