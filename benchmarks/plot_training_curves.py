@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = [item.split('=', 1) for item in args.run]
     val = json.loads(args.val.read_text()) if args.val else []
+    limits = (min(p['pck'] for p in val) - 0.05, max(p['pck'] for p in val) + 0.05) if val else None
     figure, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
     for axis, (name, folder) in zip(axes[0], runs, strict=True):
         rows = read_metrics(Path(folder))
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             twin = axis.twinx()
             twin.plot([p['step'] for p in points], [p['pck'] for p in points], 'ko-', label='val PCK@0.2 (x4)')
             twin.set_ylabel('val PCK@0.2')
+            twin.set_ylim(*limits)  # one scale for every stage, so a flat stage looks flat
             twin.legend(loc='upper right')
         axis.legend(loc='lower left')
     figure.tight_layout()

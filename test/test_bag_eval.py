@@ -343,6 +343,15 @@ def test_real_demo_replays_the_cached_clip_shrunk_x4_with_hog(onnx_model, tmp_pa
     assert (tmp_path / 'demo' / 'overlay.mp4').stat().st_size > 0
 
 
+def test_demo_falls_back_to_a_synthetic_clip_when_the_footage_cannot_be_fetched(onnx_model, tmp_path, monkeypatch,
+                                                                                  capsys):
+    monkeypatch.setenv('STARPOSE_CACHE', str(tmp_path / 'empty_cache'))
+    monkeypatch.setenv('PATH', str(tmp_path))  # no apt-get
+    report = run_demo(tmp_path / 'demo', model=onnx_model, frames=3, progress=False)
+    assert 'real footage unavailable' in capsys.readouterr().out
+    assert report['counts']['frames'] == 3 and 'PoseTrack AP Total' in report['accuracy']
+
+
 def test_method_switch_runs_the_baselines_on_the_same_pose_net(clips, tiny_model_files, tmp_path):  # noqa: F811
     onnx, checkpoint = tiny_model_files
     reports = {method: evaluate_bag(_options(clips['bags']['mcap'], checkpoint, tmp_path / method, method=method,

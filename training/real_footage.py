@@ -48,15 +48,16 @@ def fetch_vtest(cache: Path | None = None) -> Path:
         debs = sorted(Path(tmp).glob('opencv-doc_*.deb'))
         if not debs:
             raise FootageError('apt-get download opencv-doc produced no .deb (is the package index reachable?)')
-        tar = subprocess.Popen(['tar', '-x', '-C', tmp, VTEST_MEMBER], stdin=subprocess.PIPE,
+        deb = subprocess.Popen(['dpkg-deb', '--fsys-tarfile', str(debs[0])], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
-        deb = subprocess.run(['dpkg-deb', '--fsys-tarfile', str(debs[0])], stdout=tar.stdin,
-                             stderr=subprocess.PIPE, check=False)
-        tar.stdin.close()
-        _, tar_err = tar.communicate()
+        tar = subprocess.run(['tar', '-x', '-C', tmp, VTEST_MEMBER], stdin=deb.stdout, capture_output=True,
+                             check=False)
+        deb.stdout.close()
+        deb_err = deb.stderr.read()
+        deb.wait()
         if deb.returncode or tar.returncode:
             raise FootageError(f'extracting vtest.avi from {debs[0].name} failed: '
-                               f'{(deb.stderr or tar_err).decode(errors="replace").strip()}')
+                               f'{(deb_err or tar.stderr).decode(errors="replace").strip()}')
         os.replace(Path(tmp) / VTEST_MEMBER, target)
     return target
 

@@ -71,3 +71,16 @@ def test_data_sources_are_concatenated_with_repeats(tmp_path):
     with pytest.raises(ValueError, match=r'data.sources\[0\] has unknown keys'):
         build_dataset({**config, 'data': {'sources': [{'root': 'x', 'trian': 'y'}]}}, 'train',
                       model_config(config), window=5)
+
+
+def test_fetching_without_the_debian_tools_is_one_clear_error(tmp_path, monkeypatch):
+    from starpose_training.real_footage import FootageError, fetch_vtest, main
+
+    monkeypatch.setenv('PATH', str(tmp_path))  # no apt-get, dpkg-deb, tar
+    with pytest.raises(FootageError, match='needs apt-get'):
+        fetch_vtest(tmp_path / 'cache')
+    assert main(['--cache', str(tmp_path / 'cache')]) == 1
+    cached = tmp_path / 'cache2'
+    cached.mkdir()
+    (cached / 'vtest.avi').write_bytes(b'x')  # a cached clip is used as it is, no tool needed
+    assert fetch_vtest(cached) == cached / 'vtest.avi'
