@@ -348,6 +348,38 @@ def _move(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+# Settings that may change between a run and its resume without changing what it computes.
+RESUME_FREE_KEYS = frozenset({'out_dir', 'max_steps', 'num_workers', 'threads', 'log_every', 'image_every',
+                              'checkpoint_every'})
+
+
+def config_differences(saved: Any, current: Any, prefix: str = '') -> list[str]:
+    """Dotted keys whose values differ between two configs (`RESUME_FREE_KEYS` ignored)."""
+    if not (isinstance(saved, dict) and isinstance(current, dict)):
+        return [] if saved == current else [prefix or '(config)']
+    differences = []
+    for key in sorted(set(saved) | set(current), key=str):
+        if key in RESUME_FREE_KEYS:
+            continue
+        differences += config_differences(saved.get(key), current.get(key), f'{prefix}.{key}' if prefix else str(key))
+    return differences
+
+
+def check_resumable(state: dict, state_path: Path, task_name: str, config: dict | None) -> None:
+    """Refuse a state saved by another stage or with other settings, naming the difference and the way out."""
+    way_out = 'pass --resume none to start over, or choose another --out'
+    if state.get('task') not in (None, task_name):
+        raise ValueError(f'{state_path} is the training state of the {state["task"]} stage, not {task_name}; '
+                         f'{way_out}')
+    if config is None or state.get('config') is None:
+        return
+    differences = config_differences(state['config'], config)
+    if differences:
+        shown = ', '.join(differences[:6]) + (' ...' if len(differences) > 6 else '')
+        raise ValueError(f'{state_path} was saved by a run with other settings ({shown}): resuming would mix the '
+                         f'two runs; {way_out}')
+
+
 def _truncate_metrics(path: Path, last_step: int) -> None:
     """Drop log lines written after the state we resume from, so the log has each step once."""
     if not path.exists():
@@ -404,6 +436,7 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
     state_path = Path(resume) if resume not in (None, 'auto') else out_dir / STATE_FILE
     if resume is not None and state_path.exists():
         state = torch.load(state_path, map_location='cpu', weights_only=False)
+        check_resumable(state, state_path, task.name, config)
         unwrap(model).load_state_dict(state['model'])
         optimizer.load_state_dict(state['optimizer'])
         scheduler.load_state_dict(state['scheduler'])
@@ -415,6 +448,8 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
             print(f'[{task.name}] resumed from {state_path} at step {step} (epoch {epoch})')
     elif resume not in (None, 'auto'):
         raise FileNotFoundError(f'resume state {state_path} does not exist')
+    elif runtime.is_main:  # a fresh run in an old folder (--resume none): its log starts over too
+        _truncate_metrics(out_dir / METRICS_FILE, 0)
 
     def save_state() -> None:
         rngs = [None] * runtime.world_size
@@ -659,13 +694,19 @@ def main(argv: list[str] | None = None) -> None:
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f'out_dir={args.out}')
-    config = load_config(args.config, overrides)
+    try:
+        config = load_config(args.config, overrides)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f'starpose-train: error: {error}') from None
     if args.max_steps is not None:
         for section in (config.setdefault('schedule', {}), (config.get('pose') or {}).get('train')):
             if isinstance(section, dict):
                 section['max_steps'] = args.max_steps
     config.setdefault('out_dir', f'outputs/train/{resolve_config_path(args.config).stem}')
     resume = None if args.resume == 'none' else args.resume
+    if resume not in (None, 'auto') and args.stage == 'all':
+        raise SystemExit('starpose-train: error: --resume PATH names one stage\'s state; give --stage pose or '
+                         '--stage sr with it (each stage keeps its own state file)')
     runtime = setup_runtime(args.device)
     try:
         pose_weights = _pose_weights_path(config)
@@ -679,6 +720,8 @@ def main(argv: list[str] | None = None) -> None:
                 dist.barrier()
         if args.stage in ('all', 'sr'):
             run_sr_stage(config, runtime, resume)
+    except (ValueError, FileNotFoundError) as error:  # user errors: one line, no traceback
+        raise SystemExit(f'starpose-train: error: {error}') from None
     finally:
         if runtime.distributed:
             dist.destroy_process_group()

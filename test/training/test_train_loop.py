@@ -152,3 +152,24 @@ def test_two_process_ddp_run_on_cpu(tmp_path, tiny_data, random_pose_weights):
     state = torch.load(tmp_path / 'ddp' / train.STATE_FILE, weights_only=False)
     assert state['samples_done'] == 2 * 2 and len(state['rng']) == 2  # 2 samples per rank and step
     load_inference_model(tmp_path / 'ddp' / train.FINAL_CHECKPOINT)
+
+
+def test_resuming_with_other_settings_is_refused_by_name(tmp_path, tiny_data, random_pose_weights, capsys):
+    config = write_config(tmp_path / 'a.yaml', tiny_data, random_pose_weights, tmp_path / 'a', epochs=1)
+    train.main([str(config), '--max-steps', '3'])
+    with pytest.raises(SystemExit, match=r'other settings \(schedule.lr\).*--resume none'):
+        train.main([str(config), '--max-steps', '6', '--set', 'schedule.lr=0.01'])
+    with pytest.raises(SystemExit, match=r'other settings \(model.ablation\)'):
+        train.main([str(config), '--max-steps', '6', '--set', 'model.ablation=pixel_loss_only'])
+    assert len(read_losses(tmp_path / 'a')) == 3  # nothing was overwritten
+    train.main([str(config), '--max-steps', '6', '--set', 'schedule.lr=0.01', '--resume', 'none'])
+    assert len(read_losses(tmp_path / 'a')) == 6
+    with pytest.raises(SystemExit, match='--stage pose or --stage sr'):
+        train.main([str(config), '--resume', str(tmp_path / 'a' / train.STATE_FILE)])
+
+
+def test_a_state_of_the_other_stage_is_refused(tmp_path):
+    state = {'task': 'pose', 'config': {}}
+    with pytest.raises(ValueError, match='state of the pose stage, not sr'):
+        train.check_resumable(state, tmp_path / 'train_state.pt', 'sr', {})
+    assert train.config_differences({'a': {'b': 1, 'max_steps': 3}}, {'a': {'b': 2, 'max_steps': 9}}) == ['a.b']
