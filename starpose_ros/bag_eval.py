@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -574,6 +575,8 @@ def _replay(source, options, image_type, detections, detection_type, pipeline, g
             _record(run, result, outputs, filmstrip, want_quality)
     except (BagEvalError, BackendError) as failure:
         error = str(failure)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main): close and report what was done
+        error = f'interrupted after {run.counts["frames"]} frames'
     finally:
         progress.close()
         outputs.close()
@@ -593,6 +596,7 @@ def _replay(source, options, image_type, detections, detection_type, pipeline, g
                 'target_frame': pipeline.info.target_frame},
         'counts': run.counts, 'wall_time_s': wall, 'throughput_fps': run.counts['frames'] / wall if wall else 0.0,
         'latency_ms': latency_summary(run.latency), 'error': error,
+        'interrupted': error is not None and error.startswith('interrupted'),
         'outputs': {'output bag': str(outputs.bag_path), 'frames': str(outputs.jsonl_path)},
     }
     if outputs.video is not None:
@@ -720,9 +724,14 @@ def _print_outputs(report: dict) -> None:
         print(f'  {name}: {path}')
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     """Entry point of `starpose-bag-eval`."""
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # `timeout`, `docker stop`: end like Ctrl-C, outputs closed
     logging.basicConfig(level=logging.WARNING, format='%(name)s: %(levelname)s: %(message)s')
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     try:
@@ -744,6 +753,9 @@ def main(argv=None) -> int:
     except (BagEvalError, bagio.BagIOError) as error:
         print(f'starpose-bag-eval: error: {error}', file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before the replay started (loading, exporting): nothing to keep
+        print('starpose-bag-eval: interrupted', file=sys.stderr)
+        return 130
     _print_outputs(report)
     return 0
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -251,6 +255,25 @@ def test_an_input_inside_the_outputs_it_replaces_is_refused(clips, onnx_model, t
     with pytest.raises(BagEvalError, match="this run's own output"):
         evaluate_bag(_options(first / 'output_bag', onnx_model, first, video=False))
     assert (first / 'output_bag' / 'metadata.yaml').is_file()
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_replay_closes_its_outputs_and_reports(clips, onnx_model, tmp_path, signum):
+    out = tmp_path / 'run'
+    command = [sys.executable, '-m', 'starpose_ros.bag_eval', str(clips['bags']['mcap']), '--model', str(onnx_model),
+               '--output', str(out), '--detector', 'hog', '--hog-upscale', '5', '--quiet']
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / 'frames.jsonl').is_file() or not (out / 'frames.jsonl').read_text():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1 and 'Traceback' not in stderr and 'interrupted after' in stderr, stderr
+    report = json.loads((out / 'report.json').read_text())
+    assert report['interrupted'] and 1 <= report['counts']['frames'] < FRAMES
+    assert (out / 'output_bag' / 'metadata.yaml').is_file()
+    assert len(_read(out / 'output_bag', POSES_TOPIC)) >= 1
 
 
 def test_truncated_bag_is_a_clear_error(clips, onnx_model, tmp_path):
