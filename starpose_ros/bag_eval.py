@@ -386,7 +386,9 @@ class _Run:
     stamps: list[int] = field(default_factory=list)  # header stamps of the images, in bag order
     bag_times: dict[int, int] = field(default_factory=dict)  # header stamp -> bag time of its image
     index_of: dict[int, int] = field(default_factory=dict)  # header stamp -> image index
-    results: dict[int, FrameResult] = field(default_factory=dict)  # image index -> result (persons only)
+    # image index -> (track id, keypoints, score) per person: what accuracy needs, kept only with ground
+    # truth; never the SR crops, so memory grows by a few hundred bytes per person, not 150 kB
+    poses: dict[int, list[tuple[str, np.ndarray, float]]] = field(default_factory=dict)
     latency: dict[str, list[float]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {
         'frames': 0, 'results': 0, 'persons': 0, 'tracks': 0, 'unpaired_images': 0, 'unused_detections': 0,
@@ -434,9 +436,9 @@ def _record(run: _Run, result: FrameResult, outputs: Outputs, filmstrip: Filmstr
     run.track_ids.update(p.track_id for p in result.persons)
     for person in result.persons:
         filmstrip.add(index, result.image_rgb, person)
-    if want_quality:
+    if want_quality:  # with ground truth: image quality and the poses for accuracy
         run.quality += _quality(result)
-    run.results[index] = FrameResult(result.stamp_ns, result.frame_id, result.persons, {}, result.keypoint_layout)
+        run.poses[index] = [(p.track_id, p.keypoints.copy(), float(p.score)) for p in result.persons]
 
 
 def _accuracy(run: _Run, gt_video, layout: str) -> tuple[dict, tuple[list[str], list[float]] | None]:
@@ -456,12 +458,10 @@ def _accuracy(run: _Run, gt_video, layout: str) -> tuple[dict, tuple[list[str], 
     predictions = {}
     track_numbers: dict[str, int] = {}  # PoseTrack wants integer ids; ours are strings ('t3', upstream '7', ...)
     for index, image in enumerate(images):
-        result = run.results.get(index)
-        predictions[image.id] = [] if result is None else [
-            PoseTrackPerson(id=None, image_id=image.id,
-                            track_id=track_numbers.setdefault(p.track_id, len(track_numbers)),
-                            keypoints=p.keypoints.astype(np.float64), scores=p.keypoints[:, 2].astype(np.float64),
-                            score=float(p.score)) for p in result.persons]
+        predictions[image.id] = [
+            PoseTrackPerson(id=None, image_id=image.id, track_id=track_numbers.setdefault(track, len(track_numbers)),
+                            keypoints=keypoints.astype(np.float64), scores=keypoints[:, 2].astype(np.float64),
+                            score=score) for track, keypoints, score in run.poses.get(index, [])]
     prediction = PoseTrackVideo(gt_video.name, Path('predictions'), images, predictions, gt_video.version)
     accuracy = {}
     if layout != 'posetrack':
@@ -602,7 +602,7 @@ def _replay(source, options, image_type, detections, detection_type, pipeline, g
     if outputs.video is not None:
         report['outputs']['overlay video'] = str(outputs.video_path)
     joint_ap = None
-    if gt_video is not None and run.results:
+    if gt_video is not None and run.poses:
         report['accuracy'], joint_ap = _accuracy(run, gt_video, pipeline.info.keypoint_layout)
     json_path, md_path = write_report(output, report, run.latency, joint_ap, filmstrip.image())
     report['outputs'].update({'report': str(md_path), 'report json': str(json_path)})

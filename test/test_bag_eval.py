@@ -276,6 +276,19 @@ def test_an_interrupted_replay_closes_its_outputs_and_reports(clips, onnx_model,
     assert len(_read(out / 'output_bag', POSES_TOPIC)) >= 1
 
 
+def test_a_replay_keeps_no_sr_crops_in_memory(clips, onnx_model, tmp_path, monkeypatch):
+    """What accuracy needs per person is 17 keypoints; the SR crops (150 kB each) go to the outputs only."""
+    from starpose_ros import bag_eval
+
+    runs, make_run = [], bag_eval._Run
+    monkeypatch.setattr(bag_eval, '_Run', lambda: runs.append(make_run()) or runs[-1])
+    report = evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path, gt_json=clips['gt'], video=False))
+    (run,) = runs
+    kept = [array for poses in run.poses.values() for _, array, _ in poses]
+    assert len(kept) == report['counts']['persons'] > 0 and all(a.shape == (17, 3) for a in kept)
+    assert not any(isinstance(v, np.ndarray) and v.size > 51 for v in vars(run).values())
+
+
 def test_truncated_bag_is_a_clear_error(clips, onnx_model, tmp_path):
     bag = tmp_path / 'truncated'
     shutil.copytree(clips['bags']['mcap'], bag)
