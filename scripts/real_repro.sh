@@ -32,7 +32,7 @@ for model in "$OUT"/*/starpose.pt; do
   methods=(star_pose)
   [ "$name" = full_s0 ] && methods=(star_pose bicubic resize prior)
   python benchmarks/bench_real_footage.py --model "$model" --split test --scales 4 --boxes tight \
-    --methods "${methods[@]}" --out "$OUT/eval/$name" > "$OUT/eval_$name.log" 2>&1
+    --methods "${methods[@]}" --no-speed --out "$OUT/eval/$name" > "$OUT/eval_$name.log" 2>&1
 done
 python - "$OUT" <<'PY'
 import json, sys
