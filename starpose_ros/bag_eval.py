@@ -501,6 +501,13 @@ def evaluate_bag(options: EvalOptions) -> dict:
     source = BagSource(options.bag)
     try:
         image_type = source.require(options.image_topic, IMAGE_TYPES, 'image')
+        images = source.counts.get(options.image_topic, 0)
+        if options.max_frames is not None:
+            images = min(images, options.max_frames)
+        if gt_video is not None and len(gt_video.images) < images:  # before the replay, not after it
+            raise BagEvalError(f'ground truth {options.gt_json} has {len(gt_video.images)} frames, the bag '
+                               f'{images} images on {options.image_topic}: they must be the same clip (frame k of '
+                               'the bag = frame k of the JSON); --max-frames can cut the bag to the JSON')
         detections, detection_type = ({}, None)
         if options.detector == 'topic':
             detections, detection_type = _read_detections(source, options)
@@ -671,6 +678,19 @@ def run_demo(output, model=None, backend: str = 'auto', frames: int = 100, seed:
     return evaluate_bag(options)
 
 
+def _count(minimum: int):
+    """An argparse type: integers >= `minimum` (anything else is argparse's one-line error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'must be >= {minimum}, got {value}')
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog='starpose-bag-eval', description=__doc__.split('\n\n')[0],
@@ -688,7 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="baselines on the same pose net: 'bicubic' or 'resize' (bilinear) instead of the SR "
                              'network (a .pt model, run on torch)')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
-    parser.add_argument('--threads', type=int, default=2, help='CPU threads of the backend')
+    parser.add_argument('--threads', type=_count(0), default=2,
+                        help='CPU threads of the backend (0: the runtime decides)')
     parser.add_argument('--output', type=Path, required=True, help='output folder')
     parser.add_argument('--image-topic', default='/image', help='sensor_msgs/Image or CompressedImage topic')
     parser.add_argument('--detections-topic', default='/detections',
@@ -700,15 +721,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--min-detection-score', type=float, default=0.0)
     parser.add_argument('--hog-upscale', type=float, default=1.0,
                         help='--detector hog: upscale frames first to find people under ~100 px (cost grows ^2)')
-    parser.add_argument('--max-batch', type=int, default=16)
-    parser.add_argument('--max-tracks', type=int, default=32)
-    parser.add_argument('--max-frames', type=int, help='stop after this many images')
+    parser.add_argument('--max-batch', type=_count(1), default=16)
+    parser.add_argument('--max-tracks', type=_count(1), default=32)
+    parser.add_argument('--max-frames', type=_count(1), help='stop after this many images')
     parser.add_argument('--out-of-order', choices=OUT_OF_ORDER, default='warn',
                         help='image stamps going backwards: warn and restart tracks, or stop with an error')
     parser.add_argument('--no-video', action='store_true', help='skip overlay.mp4')
     parser.add_argument('--save-calibration', type=Path,
                         help='also save the LR windows fed to the model (.npy) for TensorRT INT8 calibration')
-    parser.add_argument('--demo-frames', type=int, default=100, help='--demo: frames of the clip')
+    parser.add_argument('--demo-frames', type=_count(1), default=100, help='--demo: frames of the clip')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser
 

@@ -289,6 +289,29 @@ def test_a_replay_keeps_no_sr_crops_in_memory(clips, onnx_model, tmp_path, monke
     assert not any(isinstance(v, np.ndarray) and v.size > 51 for v in vars(run).values())
 
 
+def test_ground_truth_shorter_than_the_bag_is_refused_before_the_replay(clips, onnx_model, tmp_path):
+    from starpose_training.posetrack import read_posetrack_file, write_posetrack_video
+
+    (video,) = read_posetrack_file(clips['gt'])
+    video.images = video.images[:2]
+    short = write_posetrack_video(video, tmp_path / 'short.json')
+    with pytest.raises(BagEvalError, match=r'has 2 frames, the bag 4 images.*--max-frames'):
+        evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path / 'out', gt_json=short, video=False))
+    assert not (tmp_path / 'out' / 'output_bag').exists()  # nothing replayed
+    report = evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path / 'cut', gt_json=short, max_frames=2,
+                                   video=False))
+    assert 'OKS mAP' in report['accuracy']
+
+
+@pytest.mark.parametrize('flag', ['--max-frames=-3', '--threads=-1', '--max-batch=0', '--max-tracks=x'])
+def test_impossible_counts_are_one_line_errors(flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main([str(tmp_path / 'bag'), '--output', str(tmp_path / 'out'), flag])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert 'must be >=' in err or 'not an integer' in err
+
+
 def test_truncated_bag_is_a_clear_error(clips, onnx_model, tmp_path):
     bag = tmp_path / 'truncated'
     shutil.copytree(clips['bags']['mcap'], bag)

@@ -46,6 +46,7 @@ def backend_for(model_path: Path, backend: str) -> str:
 
 def exported_onnx(checkpoint: Path, folder: Path | None = None) -> Path:
     """The ONNX export of a `.pt` checkpoint, made once and cached under the checkpoint's hash."""
+    # PyTorch is imported only here: an ONNX Runtime or TensorRT install without torch still loads .onnx files
     from starpose_model.checkpoint import load_inference_model
     from starpose_model.export import export_onnx
 
