@@ -103,6 +103,48 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
     return config
 
 
+# The sections a training config may hold and their keys (`schedule` / `pose.train` are `Schedule`
+# fields, `model.overrides` `StarPoseConfig` fields, `*.augment` `AugmentConfig` fields).
+CONFIG_KEYS = {
+    '': ('out_dir', 'model', 'pose', 'data', 'schedule'),
+    'model': ('name', 'ablation', 'overrides'),
+    'pose': ('checkpoint', 'augment', 'train'),
+    'data': ('root', 'train', 'sources', 'augment', 'blur_sigma', 'cache_frames'),
+}
+
+
+def check_config(config: dict) -> None:
+    """Refuse unknown keys anywhere in a training config, naming the key and the known ones."""
+    import dataclasses
+
+    from starpose_model.config import StarPoseConfig
+    from starpose_training.augment import AugmentConfig
+
+    def check(section: object, where: str, known) -> None:
+        if section is None:
+            return
+        if not isinstance(section, dict):
+            raise ValueError(f'training config: {where or "the config"} must be a mapping, got {section!r}')
+        unknown = sorted(set(section) - set(known), key=str)
+        if unknown:
+            name = ', '.join(f'{where}.{key}' if where else str(key) for key in unknown)
+            raise ValueError(f'training config: unknown key(s) {name}; known in {where or "the top level"}: '
+                             f'{", ".join(sorted(known))}')
+
+    for where, known in CONFIG_KEYS.items():
+        check(config if not where else config.get(where), where, known)
+    fields = {f.name for f in dataclasses.fields(Schedule)}
+    check(config.get('schedule'), 'schedule', fields)
+    pose, data = config.get('pose') or {}, config.get('data') or {}
+    check(pose.get('train'), 'pose.train', fields)
+    check((config.get('model') or {}).get('overrides'), 'model.overrides',
+          {f.name for f in dataclasses.fields(StarPoseConfig)})
+    augment_fields = {f.name for f in dataclasses.fields(AugmentConfig)}
+    for where, value in (('data.augment', data.get('augment')), ('pose.augment', pose.get('augment'))):
+        if isinstance(value, dict):
+            check(value, where, augment_fields)
+
+
 @dataclass
 class Schedule:
     """The optimisation recipe; defaults are the paper's (Adam 1e-3, x0.1 at 170/260 of 300)."""
@@ -309,10 +351,21 @@ class SRTask:
 # --------------------------------------------------------------------------------------------
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to `path` so that a crash mid-write never leaves a truncated file behind."""
+    """torch.save to `path` so that a crash mid-write never leaves a truncated file behind.
+
+    A failed write (a full disk surfaces as torch's `RuntimeError: [enforce fail at
+    inline_container.cc]` or as an OSError) removes the temporary file, keeps the previous `path`
+    as it was, and raises OSError naming the file.
+    """
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        tmp.unlink(missing_ok=True)
+        reason = 'no space left on the device' if 'No space' in str(error) or getattr(error, 'errno', None) == 28 \
+            else str(error).strip().splitlines()[0]
+        raise OSError(f'writing {path} failed ({reason}); the previous {path.name} is unchanged') from None
 
 
 def rng_states() -> dict:
@@ -696,13 +749,14 @@ def main(argv: list[str] | None = None) -> None:
         overrides.append(f'out_dir={args.out}')
     try:
         config = load_config(args.config, overrides)
+        config.setdefault('out_dir', f'outputs/train/{resolve_config_path(args.config).stem}')
+        check_config(config)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f'starpose-train: error: {error}') from None
     if args.max_steps is not None:
         for section in (config.setdefault('schedule', {}), (config.get('pose') or {}).get('train')):
             if isinstance(section, dict):
                 section['max_steps'] = args.max_steps
-    config.setdefault('out_dir', f'outputs/train/{resolve_config_path(args.config).stem}')
     resume = None if args.resume == 'none' else args.resume
     if resume not in (None, 'auto') and args.stage == 'all':
         raise SystemExit('starpose-train: error: --resume PATH names one stage\'s state; give --stage pose or '
@@ -720,7 +774,7 @@ def main(argv: list[str] | None = None) -> None:
                 dist.barrier()
         if args.stage in ('all', 'sr'):
             run_sr_stage(config, runtime, resume)
-    except (ValueError, FileNotFoundError) as error:  # user errors: one line, no traceback
+    except (ValueError, OSError) as error:  # user errors, a full disk: one line, no traceback
         raise SystemExit(f'starpose-train: error: {error}') from None
     finally:
         if runtime.distributed:

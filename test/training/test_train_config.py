@@ -1,6 +1,8 @@
 """Training configs: shipped YAMLs select the paper setup and each ablation; schedule arithmetic; errors."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -94,3 +96,39 @@ def test_hrnet_init_starts_from_near_zero_heatmaps():
     default = build_pose_net('hrnet_tiny').eval()(images).abs().mean()
     official = hrnet_init(build_pose_net('hrnet_tiny')).eval()(images).abs().mean()
     assert official < 0.01 < default
+
+
+def test_every_shipped_config_has_only_known_keys():
+    for path in sorted(train.CONFIG_DIR.glob('*.yaml')):
+        train.check_config(train.load_config(path))
+
+
+@pytest.mark.parametrize('override, named', [
+    ('schedul.steps=2', 'schedul'), ('data.roott=/x', 'data.roott'), ('model.overrides.scal=4', 'model.overrides.scal'),
+    ('pose.train.stpes=3', 'pose.train.stpes'), ('data.augment.shift=0.1', 'data.augment.shift'),
+])
+def test_unknown_keys_are_refused_by_name(override, named):
+    config = train.load_config('small_real_64x48', [override])
+    with pytest.raises(ValueError, match=f'unknown key.*{named}'):
+        train.check_config(config)
+
+
+def test_the_command_line_refuses_a_typo_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit, match='unknown key.*schedul'):
+        train.main(['tiny_synthetic_64x48', '--out', str(tmp_path), '--set', 'schedul.steps=2'])
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_failed_save_removes_its_temporary_and_keeps_the_previous_state(tmp_path, monkeypatch):
+    path = tmp_path / 'state.pt'
+    train.atomic_save({'step': 1}, path)
+
+    def full_disk(obj, target):
+        Path(target).write_bytes(b'partial')
+        raise RuntimeError('[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file '
+                           'data/0: file write failed')
+    monkeypatch.setattr(torch, 'save', full_disk)
+    with pytest.raises(OSError, match=r'writing .*state.pt failed.*previous state.pt is unchanged'):
+        train.atomic_save({'step': 2}, path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['state.pt'] and torch.load(path)['step'] == 1
