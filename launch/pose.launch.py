@@ -4,7 +4,7 @@
         image:=/camera/image_raw detections:=/yolo/detections
 
 With autostart:=true (default) the launch drives the node through configure and activate.
-The launch sets FASTDDS_DEFAULT_PROFILES_FILE to the installed Fast DDS profile for the node
+The launch sets FASTDDS_DEFAULT_PROFILES_FILE to the installed Fast DDS profile (unless it is set already) for the node
 (and RViz); a camera driver started elsewhere needs the same variable (docs/dds.md).
 """
 from launch.actions import (
@@ -17,7 +17,7 @@ from launch.actions import (
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.launch_description import LaunchDescription
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
@@ -85,7 +85,9 @@ def generate_launch_description():
     ]
     return LaunchDescription([
         *arguments,
-        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', PathJoinSubstitution([share, FASTDDS_PROFILE])),
+        # the shipped profile unless the user has chosen one (as scripts/env.sh does)
+        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', EnvironmentVariable(
+            'FASTDDS_DEFAULT_PROFILES_FILE', default_value=PathJoinSubstitution([share, FASTDDS_PROFILE]))),
         OpaqueFunction(function=_lifecycle_node),
         Node(package='rviz2', executable='rviz2', arguments=['-d', PathJoinSubstitution([share, RVIZ_FILE])],
              condition=IfCondition(LaunchConfiguration('rviz')), output='screen'),

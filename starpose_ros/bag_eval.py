@@ -307,13 +307,15 @@ class RecordingBackend(InferenceBackend):
             self.windows.append(lr_frames[:room].copy())
         return self.inner.infer(lr_frames)
 
-    def save(self, path) -> int:
-        """Write the windows as one uint8 .npy (N, T, h, w, 3); return N."""
+    def save(self, path) -> tuple[Path, int]:
+        """Write the windows as one uint8 .npy (N, T, h, w, 3); return the file (numpy adds .npy) and N."""
         shape = (0, *self.model_info.input_shape)
         windows = np.concatenate(self.windows) if self.windows else np.zeros(shape, np.uint8)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(path)
+        path = path if path.suffix == '.npy' else path.with_name(path.name + '.npy')
+        path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, windows)
-        return len(windows)
+        return path, len(windows)
 
     def close(self) -> None:
         """Close the wrapped backend."""
@@ -522,8 +524,8 @@ def evaluate_bag(options: EvalOptions) -> dict:
                 max_tracks=options.max_tracks, draw_overlay=True, draw_mosaic=True))
             report = _replay(source, options, image_type, detections, detection_type, pipeline, gt_video, output)
             if recorder is not None:
-                saved = recorder.save(options.save_calibration)
-                report['outputs']['calibration windows'] = f'{options.save_calibration} ({saved} windows)'
+                saved_path, saved = recorder.save(options.save_calibration)
+                report['outputs']['calibration windows'] = f'{saved_path} ({saved} windows)'
     finally:
         source.close()
     return report

@@ -175,6 +175,8 @@ def write_report(output_dir, report: dict, latency_series: dict[str, list[float]
     plot_dir = output_dir / 'plots'
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots = {}
+    for stale in ('latency', 'joint_ap', 'filmstrip'):  # an earlier run's plots must not pass for this run's
+        (plot_dir / f'{stale}.png').unlink(missing_ok=True)
     if any(latency_series.values()):
         plots['latency'] = _plot_latency(latency_series, plot_dir / 'latency.png').relative_to(output_dir).as_posix()
     if joint_ap is not None:

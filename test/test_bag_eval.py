@@ -371,6 +371,15 @@ def test_hog_detector_and_calibration_windows(clips, onnx_model, tmp_path):
                                    video=False))
     saved = np.load(windows)
     assert saved.dtype == np.uint8 and saved.shape == (report['counts']['persons'], 5, 64, 48, 3)
+    # without the suffix numpy adds .npy: the report names the file that exists
+    report = evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path / 'cal', video=False,
+                                   save_calibration=tmp_path / 'windows_dir'))
+    assert report['outputs']['calibration windows'].startswith(str(tmp_path / 'windows_dir.npy'))
+    assert (tmp_path / 'windows_dir.npy').is_file()
+    # the first run's joint-AP plot (it had --gt-json) does not survive a run without ground truth
+    (tmp_path / 'cal' / 'plots' / 'joint_ap.png').write_bytes(b'old')
+    evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path / 'cal', video=False, max_frames=2))
+    assert not (tmp_path / 'cal' / 'plots' / 'joint_ap.png').exists()
 
 
 def test_demo_writes_video_report_and_bag(onnx_model, tmp_path, capsys):

@@ -138,3 +138,15 @@ def test_rviz_config_shows_the_overlay_image_and_markers():
     assert displays['rviz_default_plugins/Image']['Topic']['Value'] == '/overlay'
     assert displays['rviz_default_plugins/MarkerArray']['Topic']['Value'] == '/markers'
     assert set(displays['rviz_default_plugins/MarkerArray']['Namespaces']) == {'skeleton', 'joints', 'track_ids'}
+
+
+def test_launch_keeps_a_users_fast_dds_profile():
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, 'id', None) == 'SetEnvironmentVariable']
+    (call,) = calls
+    name, value = call.args
+    assert name.value == 'FASTDDS_DEFAULT_PROFILES_FILE'
+    # the value is the variable itself, the shipped profile only as its default
+    assert value.func.id == 'EnvironmentVariable' and value.args[0].value == name.value
+    assert [k.arg for k in value.keywords] == ['default_value']
