@@ -26,6 +26,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -268,8 +269,9 @@ class StarPoseNode(LifecycleNode):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
+        self._bad_start_values: dict[str, str] = {}  # parameter -> why its start-up value was refused
         for name, param in PARAMETERS.items():
-            self.declare_parameter(name, param.default, param.descriptor(name))
+            self._declare(name, param)
         self.add_on_set_parameters_callback(self._check_new_parameters)
         self._settings: NodeSettings | None = None
         self._backend = None
@@ -284,10 +286,37 @@ class StarPoseNode(LifecycleNode):
         self._diag_previous = (time.monotonic(), 0, 0)
         self._images_at_last_check = 0
 
+    def _declare(self, name: str, param: _Param) -> None:
+        """Declare one parameter; a bad start-up value (-p, params file) fails configure, not the process.
+
+        An integer given for a double parameter (`-p hog_upscale:=2`) is taken as that double.
+        """
+        descriptor = param.descriptor(name)
+        try:
+            self.declare_parameter(name, param.default, descriptor)
+            return
+        except InvalidParameterTypeException as error:
+            given = getattr(self._parameter_overrides.get(name), 'value', None)  # rclpy's start-up values
+            if isinstance(param.default, float) and isinstance(given, int) and not isinstance(given, bool):
+                self.declare_parameter(name, float(given), descriptor, ignore_override=True)
+                return
+            reason = str(error)
+        except InvalidParameterValueException as error:
+            reason = str(error)
+        self.declare_parameter(name, param.default, descriptor, ignore_override=True)
+        self._bad_start_values[name] = reason
+        self.get_logger().error(f'parameter {name}: start-up value refused ({reason}); it keeps its default '
+                                f'{param.default!r} and configure fails until it is set to a valid value')
+
     # ------------------------------------------------------------------ lifecycle transitions
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Read parameters, load the model, build the pipeline; FAILURE (node alive) on any problem."""
+        if self._bad_start_values:
+            self.get_logger().error('configure failed: invalid start-up value of ' + '; '.join(
+                f'{name} ({reason})' for name, reason in self._bad_start_values.items()) +
+                '; set a valid value (ros2 param set) and configure again')
+            return TransitionCallbackReturn.FAILURE
         try:
             settings = NodeSettings.from_node(self)
         except ValueError as error:
@@ -430,6 +459,8 @@ class StarPoseNode(LifecycleNode):
                     check_choice(parameter.name, parameter.value)
                 except ValueError as error:
                     return SetParametersResult(successful=False, reason=str(error))
+        for parameter in parameters:  # a valid value replaces a refused start-up value
+            self._bad_start_values.pop(parameter.name, None)
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ executor-thread callbacks

@@ -150,3 +150,19 @@ def test_launch_keeps_a_users_fast_dds_profile():
     # the value is the variable itself, the shipped profile only as its default
     assert value.func.id == 'EnvironmentVariable' and value.args[0].value == name.value
     assert [k.arg for k in value.keywords] == ['default_value']
+
+
+def test_bad_start_up_values_fail_configure_not_the_process(rclpy_context):
+    from rclpy.parameter import Parameter
+
+    node = StarPoseNode(context=rclpy_context, cli_args=[
+        '--ros-args', '-p', 'max_batch:=0', '-p', 'hog_upscale:=2', '-p', 'detector:=hog'])
+    try:
+        assert node.get_parameter('hog_upscale').value == 2.0  # an integer for a double is that double
+        assert node.get_parameter('max_batch').value == 16  # refused: the default, and configure fails
+        assert node.get_parameter('detector').value == 'hog'
+        assert node.trigger_configure().name == 'FAILURE'  # the process lives, the transition fails
+        assert all(r.successful for r in node.set_parameters([Parameter('max_batch', value=8)]))
+        assert node._bad_start_values == {}
+    finally:
+        node.destroy_node()
