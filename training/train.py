@@ -488,7 +488,13 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
     step, epoch, samples_done = 0, 0, 0
     state_path = Path(resume) if resume not in (None, 'auto') else out_dir / STATE_FILE
     if resume is not None and state_path.exists():
-        state = torch.load(state_path, map_location='cpu', weights_only=False)
+        try:
+            state = torch.load(state_path, map_location='cpu', weights_only=False)
+        except Exception as error:  # truncated, not a torch file, another program's pickle
+            raise ValueError(f'{state_path} is not a readable training state ({type(error).__name__}); pass '
+                             '--resume none to start over, or choose another --out') from None
+        if not isinstance(state, dict) or 'model' not in state:
+            raise ValueError(f'{state_path} is not a StarPose training state; pass --resume none to start over')
         check_resumable(state, state_path, task.name, config)
         unwrap(model).load_state_dict(state['model'])
         optimizer.load_state_dict(state['optimizer'])

@@ -173,3 +173,19 @@ def test_a_state_of_the_other_stage_is_refused(tmp_path):
     with pytest.raises(ValueError, match='state of the pose stage, not sr'):
         train.check_resumable(state, tmp_path / 'train_state.pt', 'sr', {})
     assert train.config_differences({'a': {'b': 1, 'max_steps': 3}}, {'a': {'b': 2, 'max_steps': 9}}) == ['a.b']
+
+
+@pytest.mark.parametrize('override', ['schedule.amp=fp8', 'data.train=annotations/missing'])
+def test_user_errors_of_the_command_line_are_one_line(tmp_path, tiny_data, random_pose_weights, override):
+    config = write_config(tmp_path / 'a.yaml', tiny_data, random_pose_weights, tmp_path / 'a')
+    with pytest.raises(SystemExit, match='starpose-train: error: '):
+        train.main([str(config), '--max-steps', '1', '--set', override])
+
+
+def test_a_corrupt_training_state_is_one_line(tmp_path, tiny_data, random_pose_weights):
+    config = write_config(tmp_path / 'a.yaml', tiny_data, random_pose_weights, tmp_path / 'a')
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'a' / train.STATE_FILE).write_bytes(b'\x80\x04garbage')
+    with pytest.raises(SystemExit, match='not a readable training state.*--resume none'):
+        train.main([str(config), '--max-steps', '1'])
+    assert (tmp_path / 'a' / train.STATE_FILE).read_bytes() == b'\x80\x04garbage'  # left for the user
