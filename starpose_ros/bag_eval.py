@@ -764,12 +764,20 @@ def main(argv=None) -> int:
         else:
             if args.bag is None:
                 raise BagEvalError('give a bag (or --demo)')
+            person_classes = frozenset(c.strip() for c in args.person_classes.split(',') if c.strip())
+            if not person_classes:
+                raise BagEvalError(f"--person-classes {args.person_classes!r} names no class: no detection would "
+                                   "count as a person ('*' accepts any)")
+            if not 0.0 <= args.min_detection_score <= 1.0:  # also refuses nan
+                raise BagEvalError(f'--min-detection-score must be in [0, 1], got {args.min_detection_score}')
+            if args.output.exists() and not args.output.is_dir():
+                raise BagEvalError(f'--output {args.output} is a file; give a folder (created if missing)')
             report = evaluate_bag(EvalOptions(
                 bag=args.bag, model=args.model, output=args.output, backend=args.backend, method=args.method,
                 hog_upscale=args.hog_upscale,
                 device=args.device, threads=args.threads, image_topic=args.image_topic,
                 detections_topic=args.detections_topic, detector=args.detector, gt_json=args.gt_json,
-                person_classes=frozenset(c.strip() for c in args.person_classes.split(',') if c.strip()),
+                person_classes=person_classes,
                 min_detection_score=args.min_detection_score, max_batch=args.max_batch, max_tracks=args.max_tracks,
                 max_frames=args.max_frames, out_of_order=args.out_of_order, video=not args.no_video,
                 save_calibration=args.save_calibration, progress=not args.quiet))

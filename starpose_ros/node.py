@@ -189,7 +189,10 @@ class NodeSettings:
     def from_node(cls, node: LifecycleNode) -> NodeSettings:
         """Read every parameter; raise ValueError naming one that has an invalid value."""
         values = {f.name: node.get_parameter(f.name).value for f in fields(cls)}
-        values['person_class_ids'] = tuple(values['person_class_ids'])
+        values['person_class_ids'] = tuple(c for c in values['person_class_ids'] if c.strip())
+        if not values['person_class_ids']:
+            raise ValueError("person_class_ids is empty: no detection would count as a person (['*'] accepts any "
+                             'class, the default is person and 0)')
         for name, value in values.items():
             check_choice(name, value)
         if values['detections_type'] == 'vision_msgs' and conv.Detection2DArray is None:

@@ -8,6 +8,7 @@ the node's core (`PosePipeline.process`) run directly on the same frames.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -310,6 +311,22 @@ def test_impossible_counts_are_one_line_errors(flag, tmp_path, capsys):
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert 'must be >=' in err or 'not an integer' in err
+
+
+@pytest.mark.parametrize('flags, reason', [
+    (['--person-classes', ','], 'names no class'), (['--min-detection-score', 'nan'], r'in \[0, 1\]'),
+    (['--min-detection-score', '5'], r'in \[0, 1\]'),
+])
+def test_filters_that_keep_nobody_are_refused(clips, tmp_path, capsys, flags, reason):
+    assert main([str(clips['bags']['mcap']), '--output', str(tmp_path / 'out'), *flags]) == 1
+    err = capsys.readouterr().err
+    assert re.search(reason, err) and err.count('\n') == 1 and not (tmp_path / 'out').exists()
+
+
+def test_an_output_that_is_a_file_is_refused_first(clips, tmp_path, capsys):
+    (tmp_path / 'out').write_text('my notes')
+    assert main([str(clips['bags']['mcap']), '--output', str(tmp_path / 'out')]) == 1
+    assert 'is a file' in capsys.readouterr().err and (tmp_path / 'out').read_text() == 'my notes'
 
 
 def test_truncated_bag_is_a_clear_error(clips, onnx_model, tmp_path):

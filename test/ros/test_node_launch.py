@@ -166,3 +166,18 @@ def test_bad_start_up_values_fail_configure_not_the_process(rclpy_context):
         assert node._bad_start_values == {}
     finally:
         node.destroy_node()
+
+
+def test_filters_that_keep_nobody_fail_configure(rclpy_context):
+    from rclpy.parameter import Parameter
+
+    from starpose_ros.node import NodeSettings
+
+    node = StarPoseNode(context=rclpy_context)
+    try:
+        assert not node.set_parameters([Parameter('min_detection_score', value=math.nan)])[0].successful
+        assert node.set_parameters([Parameter('person_class_ids', value=['', ' '])])[0].successful
+        with pytest.raises(ValueError, match='person_class_ids is empty'):
+            NodeSettings.from_node(node)
+    finally:
+        node.destroy_node()
