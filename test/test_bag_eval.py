@@ -267,7 +267,9 @@ def test_an_interrupted_replay_closes_its_outputs_and_reports(onnx_model, tmp_pa
     out = tmp_path / 'run'
     command = [sys.executable, '-m', 'starpose_ros.bag_eval', str(bag), '--model', str(onnx_model),
                '--output', str(out), '--detector', 'hog', '--hog-upscale', '8', '--quiet']
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job (CI) starts children with SIGINT ignored: give this one Ctrl-C back
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (out / 'frames.jsonl').is_file() or not (out / 'frames.jsonl').read_text():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
