@@ -36,6 +36,7 @@ from starpose_model import crops
 from starpose_model.inference import METHOD_TITLES
 from starpose_ros.core.backends.torch_backend import TorchBackend
 from starpose_ros.core.detector import HogPersonDetector
+from starpose_ros.core.drawing import draw_skeleton
 from starpose_ros.core.models import resolve_model
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.tracker import iou_matrix
@@ -202,8 +203,6 @@ def score(video, images, poses: dict, scale: int, detected: list[dict] | None) -
 
 def filmstrip(path: Path, frames, images, video, crops_by_method: dict, poses_by_method: dict, count: int = 6):
     """A PNG: per sampled person, the method's 256x192 crop with its skeleton, methods side by side."""
-    from starpose_model.keypoints import SKELETON_EDGES
-
     common = sorted(set.intersection(*(set(c) for c in crops_by_method.values())))
     picks = common[:: max(1, len(common) // count)][:count]
     rows = []
@@ -211,16 +210,15 @@ def filmstrip(path: Path, frames, images, video, crops_by_method: dict, poses_by
         tiles = []
         for method, crops_seen in crops_by_method.items():
             crop, crop_to_image = crops_seen[key]
-            canvas = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR).copy()
-            image_to_crop = cv2.invertAffineTransform(crop_to_image)
-            points = crops.transform_points(poses_by_method[method][key][:, :2], image_to_crop)
-            for a, b in SKELETON_EDGES['posetrack']:
-                cv2.line(canvas, tuple(int(v) for v in points[a]), tuple(int(v) for v in points[b]), (0, 255, 0), 2)
-            cv2.putText(canvas, method, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 255), 1)
+            canvas = crop.copy()
+            keypoints = poses_by_method[method][key].copy()
+            keypoints[:, :2] = crops.transform_points(keypoints[:, :2], cv2.invertAffineTransform(crop_to_image))
+            draw_skeleton(canvas, keypoints, 'posetrack', (0, 255, 0), 0.0, 2)
+            cv2.putText(canvas, method, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
             tiles.append(canvas)
         rows.append(np.hstack(tiles))
     if rows:
-        cv2.imwrite(str(path), np.vstack(rows))
+        cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
 
 
 def throughput(model: Path, threads: int, batch: int = 8, rounds: int = 30) -> dict:

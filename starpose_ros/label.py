@@ -36,7 +36,9 @@ import cv2
 import numpy as np
 
 from starpose_ros.core.detector import HogPersonDetector
+from starpose_ros.core.drawing import draw_skeleton
 from starpose_ros.core.tracker import GENERATED_ID_PREFIX, IoUTracker
+from starpose_ros.frames import FrameSourceError, image_folder_frames, video_frames
 from starpose_training.metrics.pck import PCKAccumulator
 from starpose_training.posetrack import (
     PoseTrackImage,
@@ -46,7 +48,6 @@ from starpose_training.posetrack import (
     write_posetrack_video,
 )
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 TEACHER_INPUT = 256  # side of the square crop handed to BlazePose
 # BlazePose's 33 landmarks -> PoseTrack channels 5..16 (shoulders, elbows, wrists, hips, knees, ankles).
 _LIMB_LANDMARKS = (11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
@@ -162,30 +163,15 @@ def _box_polygon(box_xywh) -> np.ndarray:
 def read_frames(source: Path, frames: range | None):
     """(index, RGB frame) of a video file or an image folder, restricted to `frames`."""
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise LabelError(f'{source}: no images ({", ".join(IMAGE_SUFFIXES)})')
-        for index, path in enumerate(files):
-            if frames is None or index in frames:
-                bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if bgr is None:
-                    raise LabelError(f'{path}: OpenCV cannot read this image')
-                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        return
-    capture = cv2.VideoCapture(str(source))
-    if not capture.isOpened():
-        raise LabelError(f'{source}: not a folder of images and OpenCV cannot open it as a video')
-    try:
-        index = 0
-        while frames is None or index < frames.stop:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            if frames is None or index in frames:
-                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            index += 1
-    finally:
-        capture.release()
+        _files, stream = image_folder_frames(source)
+    else:
+        _fps, stream = video_frames(source)
+    for index, frame in enumerate(stream):
+        if frames is not None and index >= frames.stop:
+            stream.close()  # releases the video
+            return
+        if frames is None or index in frames:
+            yield index, frame
 
 
 def parse_frames(text: str | None) -> range | None:
@@ -274,18 +260,13 @@ def label_footage(source: Path, out: Path, *, split: str, seq: str, frames: rang
 
 
 def _write_overlay(frame: np.ndarray, people: list[PoseTrackPerson], regions: list[np.ndarray], path: Path) -> None:
-    from starpose_model.keypoints import SKELETON_EDGES
-    canvas = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    canvas = frame.copy()
     for region in regions:
         cv2.polylines(canvas, [region.astype(np.int32)], True, (128, 128, 128), 1)
     for person in people:
-        points = person.keypoints
-        for a, b in SKELETON_EDGES['posetrack']:
-            if points[a, 2] > 0 and points[b, 2] > 0:
-                cv2.line(canvas, tuple(int(v) for v in points[a, :2]), tuple(int(v) for v in points[b, :2]),
-                         (0, 255, 0), 1, cv2.LINE_AA)
+        draw_skeleton(canvas, person.keypoints, 'posetrack', (0, 255, 0), 0.5, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), canvas)
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
 
 
 def predict_on_boxes(source: Path, boxes_json: Path, out_json: Path, *, box_scale: float = 1.0) -> dict:
@@ -361,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         report = label_footage(args.source, args.out, split=args.split, seq=args.seq or args.source.stem,
                                frames=frames, upscale=args.upscale, policy=policy, progress=progress)
         bar.close()
-    except (LabelError, OSError) as error:
+    except (LabelError, FrameSourceError, OSError) as error:
         print(f'starpose-label: {error}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:

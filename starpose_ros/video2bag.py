@@ -13,55 +13,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from starpose_ros import bagio
 from starpose_ros.core.types import Detection
+from starpose_ros.frames import FrameSourceError, image_folder_frames, video_frames
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 DEFAULT_START_NS = 1_700_000_000 * 10**9
-
-
-class Video2BagError(RuntimeError):
-    """The input cannot be turned into a bag; the message names the file or frame."""
-
-
-def image_folder_frames(folder: Path) -> tuple[list[Path], Iterator[np.ndarray]]:
-    """Image files of a folder in name order and an iterator of their RGB arrays."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise Video2BagError(f'{folder}: no images ({", ".join(IMAGE_SUFFIXES)})')
-
-    def frames():
-        for path in files:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise Video2BagError(f'{path}: OpenCV cannot read this image')
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return files, frames()
-
-
-def video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
-    """The file's frame rate (0 if unknown) and an iterator of its RGB frames."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise Video2BagError(f'{path}: OpenCV cannot open this video')
-    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-
-    def frames():
-        try:
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    return
-                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        finally:
-            capture.release()
-    return fps, frames()
+Video2BagError = FrameSourceError  # one error for "this input cannot be read or turned into a bag"
 
 
 def posetrack_boxes(json_path: Path) -> list[list[Detection]]:

@@ -22,7 +22,7 @@ def track_color(track_id: str) -> tuple[int, int, int]:
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
-def _draw_skeleton(canvas: np.ndarray, keypoints: np.ndarray, layout: str, color, score_threshold: float,
+def draw_skeleton(canvas: np.ndarray, keypoints: np.ndarray, layout: str, color, score_threshold: float,
                    thickness: int) -> None:
     """Draw the edges and joints whose scores pass the threshold, in place.
 
@@ -54,7 +54,7 @@ def draw_overlay(image_rgb: np.ndarray, persons: list[PersonResult], layout: str
         x, y, w, h = (int(round(v)) for v in person.box_xywh)
         cv2.rectangle(canvas, (x, y), (x + w, y + h), color, thickness)
         _label(canvas, person.track_id, (x, max(12, y - 4)), color, 0.4 * thickness + 0.1)
-        _draw_skeleton(canvas, person.keypoints, layout, color, score_threshold, thickness)
+        draw_skeleton(canvas, person.keypoints, layout, color, score_threshold, thickness)
     return canvas
 
 
@@ -75,6 +75,6 @@ def sr_mosaic(persons: list[PersonResult], layout: str, columns: int = 4,
         color = track_color(person.track_id)
         crop_keypoints = person.keypoints.copy()
         crop_keypoints[:, :2] = transform_points(person.keypoints[:, :2], invert_affine(person.crop_to_image))
-        _draw_skeleton(tile, crop_keypoints, layout, color, score_threshold, 1)
+        draw_skeleton(tile, crop_keypoints, layout, color, score_threshold, 1)
         _label(tile, person.track_id, (4, 16), color)
     return mosaic
