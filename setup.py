@@ -42,7 +42,7 @@ setup(
             'starpose-video2bag = starpose_ros.video2bag:main',
             'starpose-label = starpose_ros.label:main',
             'starpose-fetch-footage = starpose_training.real_footage:main',
-            'starpose-build-engine = starpose_ros.core.backends.tensorrt_engine:main',
+            'starpose-build-engine = starpose_ros.core.backends.tensorrt_cli:main',
         ],
     },
 )

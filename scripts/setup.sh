@@ -21,11 +21,12 @@ fi
 
 # pip only when the pinned requirements changed since the last successful install.
 STAMP="$VENV/.starpose-requirements.sha256"
-WANT="$(cat requirements.txt requirements-ros.txt setup.py | sha256sum | cut -d' ' -f1)"
+WANT="$(cat requirements.txt requirements-ros.txt requirements-typecheck.txt setup.py | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "[setup] installing pinned Python packages (torch CPU, ONNX Runtime, OpenCV, ROS 2 wheels)"
   python -m pip install --quiet pip==26.3 setuptools==79.0.1 wheel==0.48.0
   python -m pip install --quiet -r requirements.txt -r requirements-ros.txt
+  python -m pip install --quiet --no-deps -r requirements-typecheck.txt  # mypy + tensorrt-stubs (no GPU wheels)
   python -m pip install --quiet --no-deps --no-build-isolation -e .
   echo "$WANT" > "$STAMP"
 else

@@ -11,5 +11,7 @@ bash scripts/setup_teacher.sh
 . scripts/env.sh
 echo "[test] ruff (pycodestyle, pyflakes, pep257 docstrings, imports)"
 ruff check .
+echo "[test] type check: TensorRT API use against tensorrt-stubs (mypy)"
+python scripts/typecheck_tensorrt.py
 echo "[test] pytest"
 python -m pytest "$@"

@@ -6,13 +6,20 @@ in `metadata_props` (`starpose.window`, `starpose.lr_height`, `starpose.lr_width
 `starpose.keypoint_layout`, `starpose.target_frame`, `starpose.config`, `starpose.pose_only`).
 
     starpose-export --checkpoint model.pt --output model.onnx --check
+    starpose-export --checkpoint model.pt --output model.fp16.onnx --precision fp16
+    starpose-export --checkpoint model.pt --output model.int8.onnx --precision int8 --calibration-data windows.npy
     starpose-export --config tiny --output tiny.onnx      # random weights, for tests of other parts
+
+`--precision fp16/int8` writes the strongly typed graph TensorRT builds (`starpose_model.precision`:
+FP16 with FP32 attention, or INT8 Q/DQ calibrated on real LR windows); `--check` then checks the
+FP32 graph it was derived from.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +29,7 @@ import torch
 from starpose_model.checkpoint import CheckpointError, load_inference_model
 from starpose_model.heatmaps import HEATMAP_STRIDE, decode_argmax
 from starpose_model.inference import INPUT_NAMES, OUTPUT_NAMES, StarPoseInference
+from starpose_model.precision import DEFAULT_FP32_SCOPE_PATTERN, PRECISIONS, PrecisionError, quantize_int8, to_fp16
 
 DEFAULT_OPSET = 18
 SUPPORTED_OPSETS = (17, 18)
@@ -139,6 +147,25 @@ def check_onnx(model: StarPoseInference, onnx_path, batch_sizes=(1, 7), toleranc
     return reports
 
 
+def write_precision_graph(fp32_path, output, precision: str, calibration_data=None,
+                          fp32_scope: str = DEFAULT_FP32_SCOPE_PATTERN) -> Path:
+    """Write the FP16 or INT8 graph derived from the FP32 export at `fp32_path` to `output`."""
+    model = onnx.load(str(fp32_path))
+    if precision == 'fp16':
+        derived = to_fp16(model, fp32_scope)
+    elif precision == 'int8':
+        if calibration_data is None:
+            raise PrecisionError('--precision int8 needs --calibration-data (uint8 LR windows, .npy)')
+        derived = quantize_int8(model, np.load(calibration_data, allow_pickle=False), fp32_scope)
+    else:
+        raise PrecisionError(f'precision must be fp16 or int8 here, got {precision!r}')
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(derived, str(output), save_as_external_data=False)
+    onnx.checker.check_model(str(output))
+    return output
+
+
 def random_model(config_name: str, pose_only: bool = False, seed: int = 0, **overrides) -> StarPoseInference:
     """A randomly initialised inference model of a named config (+ field overrides); for tests and benchmarks."""
     from starpose_model.config import get_config
@@ -166,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--check', action='store_true',
                         help='verify with ONNX Runtime against PyTorch '
                              f'(batch 1 and 7, relative error < {RELATIVE_TOLERANCE:g})')
+    parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
+                        help='fp16: FP16 graph with FP32 attention; int8: Q/DQ graph (needs --calibration-data)')
+    parser.add_argument('--calibration-data', type=Path, help='int8: .npy uint8 (N, T, h, w, 3) real LR windows')
+    parser.add_argument('--fp32-scope', default=DEFAULT_FP32_SCOPE_PATTERN,
+                        help='regex of module paths kept FP32 under fp16/int8 (default: the linear attention)')
     args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 4))
     try:
@@ -173,13 +205,18 @@ def main(argv: list[str] | None = None) -> int:
             model = load_inference_model(args.checkpoint)
         else:
             model = random_model(args.config, pose_only=args.pose_only, seed=args.seed)
-        path = export_onnx(model, args.output, opset=args.opset)
-        print(f'wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {args.opset})')
-        if args.check:
-            for report in check_onnx(model, path):
-                print('check ok: ' + ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
-                                               for k, v in report.items()))
-    except (CheckpointError, ExportCheckError, ValueError) as error:
+        with tempfile.TemporaryDirectory(prefix='starpose-export-') as folder:
+            fp32_path = args.output if args.precision == 'fp32' else Path(folder) / 'fp32.onnx'
+            export_onnx(model, fp32_path, opset=args.opset)
+            if args.check:
+                for report in check_onnx(model, fp32_path):
+                    print('check ok (fp32): ' + ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
+                                                          for k, v in report.items()))
+            if args.precision != 'fp32':
+                write_precision_graph(fp32_path, args.output, args.precision, args.calibration_data, args.fp32_scope)
+        size = args.output.stat().st_size / 1e6
+        print(f'wrote {args.output} ({size:.1f} MB, opset {args.opset}, {args.precision})')
+    except (CheckpointError, ExportCheckError, ValueError, OSError) as error:
         print(f'starpose-export: error: {error}', file=sys.stderr)
         return 1
     return 0

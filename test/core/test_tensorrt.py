@@ -1,11 +1,13 @@
 """TensorRT engine tooling: everything up to TensorRT runs here; the GPU parts skip without it.
 
-The ONNX checks, profile shapes, buffer sizes, cache keys, sidecar checks and load/build
-decisions run on a real exported tiny model and on small hand-made graphs. Building and running
-an engine needs `tensorrt` and `pycuda` (a CUDA machine) and is skipped with the reason otherwise.
+The version policy, ONNX checks, profile shapes, buffer sizes, cache keys, precision graphs,
+sidecar checks and load/build decisions run on a real exported tiny model and on small
+hand-made graphs. Building and running an engine needs `tensorrt` and `pycuda` (a CUDA
+machine) and is skipped with the reason otherwise.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -13,39 +15,42 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from starpose_model.precision import graph_precision
 from starpose_ros.core.backends.base import ModelInfo
+from starpose_ros.core.backends.tensorrt_cli import main, trtexec_command
 from starpose_ros.core.backends.tensorrt_engine import (
-    BatchProfile,
     BuildEnvironment,
     BuildOptions,
+    after_failed_load,
+    choose_engine,
+    engine_key,
+    file_sha256,
+    load_calibration_windows,
+    precision_graph,
+    read_sidecar,
+    sidecar_path,
+    timing_cache_path,
+    write_engine,
+)
+from starpose_ros.core.backends.tensorrt_onnx import (
+    BatchProfile,
     EngineError,
     EngineMismatchError,
     TensorSpec,
     UnsupportedOnnxError,
-    after_failed_load,
     check_onnx_for_tensorrt,
-    choose_engine,
-    engine_key,
-    file_sha256,
+    check_tensorrt_version,
     find_tensorrt_issues,
-    fp32_onnx_nodes,
-    load_calibration_windows,
-    main,
     model_info_from_metadata,
     model_metadata,
-    module_scope,
     onnx_io_specs,
-    onnx_node_of_layer,
     plan_buffers,
     profile_shapes,
-    read_sidecar,
-    sidecar_path,
-    trtexec_command,
-    write_engine,
 )
 
-JETSON = BuildEnvironment('10.3.0', 'Orin', '8.7')
-DESKTOP = BuildEnvironment('10.3.0', 'NVIDIA GeForce RTX 3090', '8.6')
+JETSON = BuildEnvironment('10.3.0', 'Orin', '8.7', 16, 62841)  # AGX Orin 64 GB
+ORIN_NX = BuildEnvironment('10.3.0', 'Orin', '8.7', 8, 15656)  # same name and sm_87, another chip
+DESKTOP = BuildEnvironment('10.3.0', 'NVIDIA GeForce RTX 3090', '8.6', 82, 24245)
 
 
 @pytest.fixture(scope='module')
@@ -153,42 +158,6 @@ def test_missing_or_corrupt_onnx_is_a_clear_error(tmp_path, content):
         check_onnx_for_tensorrt(path)
 
 
-# ---- FP32 attention layers ------------------------------------------------------------------
-
-def test_attention_arithmetic_is_pinned_and_projections_are_not(tiny_model):
-    pinned = set(fp32_onnx_nodes(tiny_model))
-    nodes = {node.name: node for node in tiny_model.graph.node}
-    scopes = {module_scope(nodes[name]) for name in pinned}
-    assert scopes and all(s.endswith('.attention') or s.endswith('.attention.kernel') for s in scopes)
-    ops = {nodes[name].op_type for name in pinned}
-    assert {'MatMul', 'Div'} <= ops and 'Conv' not in ops
-    depth = len({s.split('.attention')[0] for s in scopes})
-    assert depth == 4  # the tiny config's transformer depth: every layer's attention is covered
-    # per layer: K^T V and Q (K^T V) products, one normaliser division
-    assert sum(nodes[n].op_type == 'MatMul' for n in pinned) == 2 * depth
-    assert sum(nodes[n].op_type == 'Div' for n in pinned) == depth
-    projections = [n for n, node in nodes.items() if module_scope(node).endswith(('.qkv', '.proj'))]
-    assert projections and not pinned & set(projections)
-
-
-def test_module_scope_reads_both_exporters_conventions():
-    legacy = helper.make_node('MatMul', ['a', 'b'], ['c'], name='/sr_net/layers.0/attention/MatMul_1')
-    assert module_scope(legacy) == 'sr_net.layers.0.attention'
-    dynamo = helper.make_node('Div', ['a', 'b'], ['c'], name='node_div_1')
-    entry = dynamo.metadata_props.add()
-    entry.key = 'namespace'
-    entry.value = (': m.StarPoseInference/sr_net: m.StarPoseSR/sr_net.layers.0.attention: '
-                   'm.MultiScaleLinearAttention/div_1: aten.div.Tensor')
-    assert module_scope(dynamo) == 'sr_net.layers.0.attention'
-
-
-def test_tensorrt_layers_map_back_to_onnx_nodes():
-    nodes = {'node_matmul', 'node_div_1'}
-    assert onnx_node_of_layer('node_matmul', '', nodes) == 'node_matmul'
-    assert onnx_node_of_layer('node_div_1_aux', '[ONNX Layer: node_div_1]', nodes) == 'node_div_1'
-    assert onnx_node_of_layer('node_matmul_2', '[ONNX Layer: node_matmul_2]', nodes) is None
-
-
 # ---- shapes and buffers ---------------------------------------------------------------------
 
 def test_profile_and_buffers_from_the_exported_model(tiny_model):
@@ -226,15 +195,59 @@ def test_metadata_without_window_names_the_source():
 
 # ---- cache keys, sidecars, decisions --------------------------------------------------------
 
-def test_cache_name_encodes_every_key_field():
-    key = engine_key('ab' * 32, JETSON, BuildOptions('fp16', BatchProfile(1, 4, 8)))
-    name = key.file_name('tiny')
+def _calibration_file(tmp_path, name='windows.npy', fill=0):
+    path = tmp_path / name
+    np.save(path, np.full((2, 5, 8, 6, 3), fill, np.uint8))
+    return str(path)
+
+
+def test_cache_name_is_readable():
+    name = engine_key('ab' * 32, JETSON, BuildOptions('fp16', BatchProfile(1, 4, 8))).file_name('tiny')
     assert name.startswith('tiny.fp16.b8.sm87.trt10.3.0.') and name.endswith('.engine')
-    variants = [engine_key('cd' * 32, JETSON, BuildOptions()), engine_key('ab' * 32, DESKTOP, BuildOptions()),
-                engine_key('ab' * 32, BuildEnvironment('10.4.0', 'Orin', '8.7'), BuildOptions()),
-                engine_key('ab' * 32, JETSON, BuildOptions('fp32')),
-                engine_key('ab' * 32, JETSON, BuildOptions(profile=BatchProfile(1, 4, 32)))]
-    assert len({v.digest for v in variants} | {engine_key('ab' * 32, JETSON, BuildOptions()).digest}) == 6
+
+
+# Each case changes one thing an engine depends on; the key (digest and file name) must change.
+KEY_CHANGES = {
+    'onnx': lambda tmp: ('cd' * 32, JETSON, BuildOptions('fp16')),
+    'fp32 scope': lambda tmp: ('ab' * 32, JETSON, BuildOptions('fp16', fp32_scope_pattern=r'\.attention$')),
+    'calibration data': lambda tmp: ('ab' * 32, JETSON, BuildOptions('int8', calibration_data=_calibration_file(
+        tmp, 'other.npy', fill=7))),
+    'workspace': lambda tmp: ('ab' * 32, JETSON, BuildOptions('fp16', workspace_mib=2048)),
+    'SM count': lambda tmp: ('ab' * 32, BuildEnvironment('10.3.0', 'Orin', '8.7', 8, 62841), BuildOptions('fp16')),
+    'total memory': lambda tmp: ('ab' * 32, BuildEnvironment('10.3.0', 'Orin', '8.7', 16, 30536),
+                                 BuildOptions('fp16')),
+    'TensorRT version': lambda tmp: ('ab' * 32, BuildEnvironment('10.7.0', 'Orin', '8.7', 16, 62841),
+                                     BuildOptions('fp16')),
+    'GPU': lambda tmp: ('ab' * 32, DESKTOP, BuildOptions('fp16')),
+    'precision': lambda tmp: ('ab' * 32, JETSON, BuildOptions('fp32')),
+    'profile': lambda tmp: ('ab' * 32, JETSON, BuildOptions('fp16', BatchProfile(1, 4, 32))),
+    'opt batch': lambda tmp: ('ab' * 32, JETSON, BuildOptions('fp16', BatchProfile(1, 8, 16))),
+}
+
+
+@pytest.mark.parametrize('change', sorted(KEY_CHANGES))
+def test_every_build_input_changes_the_cache_key(change, tmp_path):
+    base_options = (BuildOptions('int8', calibration_data=_calibration_file(tmp_path)) if change == 'calibration data'
+                    else BuildOptions('fp16'))
+    base = engine_key('ab' * 32, JETSON, base_options)
+    changed = engine_key(*KEY_CHANGES[change](tmp_path))
+    assert changed.digest != base.digest and changed.file_name('m') != base.file_name('m')
+
+
+def test_fp32_engines_ignore_the_scope_and_timing_caches_follow_the_gpu(tmp_path):
+    fp32 = engine_key('ab' * 32, JETSON, BuildOptions('fp32'))
+    assert engine_key('ab' * 32, JETSON, BuildOptions('fp32', fp32_scope_pattern='x')) == fp32
+    assert timing_cache_path(tmp_path, JETSON) != timing_cache_path(tmp_path, ORIN_NX)
+
+
+def test_cached_engine_of_another_orin_module_is_not_loaded(onnx_file, tmp_path):
+    options = BuildOptions('fp16')
+    first = choose_engine(onnx_file, None, tmp_path, JETSON, options)
+    write_engine(first.path, _fake_plan_bytes(), engine_key(file_sha256(onnx_file), JETSON, options), {})
+    assert choose_engine(onnx_file, None, tmp_path, JETSON, options).action == 'load'
+    assert choose_engine(onnx_file, None, tmp_path, ORIN_NX, options).action == 'build'
+    with pytest.raises(EngineMismatchError, match='sm_count: engine has 16, here 8'):
+        choose_engine(onnx_file, first.path, tmp_path, ORIN_NX, options)
 
 
 def test_int8_without_calibration_data_is_refused():
@@ -328,38 +341,69 @@ def test_failed_deserialisation_rebuilds_cache_entries_only(onnx_file, tmp_path)
 
 # ---- trtexec, calibration data, command line ------------------------------------------------
 
-def test_trtexec_equivalent(tiny_model):
+def test_trtexec_equivalent_builds_the_precision_graph_strongly_typed(tiny_model):
     spec = next(s for s in onnx_io_specs(tiny_model) if s.is_input)
-    layers = fp32_onnx_nodes(tiny_model)
-    command = trtexec_command('m.onnx', 'm.engine', spec, BuildOptions('fp16', BatchProfile(1, 4, 16), 512), layers,
+    command = trtexec_command('m.fp16.onnx', 'm.engine', spec, BuildOptions('fp16', BatchProfile(1, 4, 16), 512),
                               timing_cache='t.cache')
-    assert '--minShapes=lr_frames:1x5x64x48x3' in command and '--maxShapes=lr_frames:16x5x64x48x3' in command
-    assert {'--fp16', '--precisionConstraints=obey', '--memPoolSize=workspace:512', '--timingCacheFile=t.cache'} \
-        <= set(command)
-    assert next(c for c in command if c.startswith('--layerPrecisions=')).count(':fp32') == len(layers)
-    fp32 = trtexec_command('m.onnx', 'm.engine', spec, BuildOptions('fp32'), layers)
-    assert '--fp16' not in fp32 and not any(c.startswith('--layerPrecisions') for c in fp32)
+    assert command[:4] == ['trtexec', '--onnx=m.fp16.onnx', '--stronglyTyped', '--saveEngine=m.engine']
+    assert {'--minShapes=lr_frames:1x5x64x48x3', '--optShapes=lr_frames:4x5x64x48x3',
+            '--maxShapes=lr_frames:16x5x64x48x3', '--memPoolSize=workspace:512M', '--timingCacheFile=t.cache'} \
+        == set(command[4:])
+    # weak-typing flags are gone from TensorRT 11 and would contradict the graph's own types
+    assert not {c for c in command if c.startswith(('--fp16', '--int8', '--precisionConstraints', '--layerPrec'))}
+
+
+@pytest.mark.parametrize('version, supported', [('10.3.0.30', True), ('10.16.0', True), ('11.4.0.11', True),
+                                                ('10.2.0', False), ('8.6.2', False), ('12.0.0', False),
+                                                ('garbage', False), ('', False)])
+def test_tensorrt_version_range_is_enforced_in_one_line(version, supported):
+    if supported:
+        check_tensorrt_version(version)
+        return
+    with pytest.raises(EngineError) as error:
+        check_tensorrt_version(version)
+    message = str(error.value)
+    assert '\n' not in message and '>=10.3,<12' in message
+    assert (f'TensorRT {version} is not supported' if version else 'only type stubs are installed') in message
 
 
 def test_calibration_windows_are_checked(tmp_path):
     info = ModelInfo(window=5, lr_height=8, lr_width=6)
     good = tmp_path / 'good.npy'
     np.save(good, np.zeros((6, 5, 8, 6, 3), np.uint8))
-    assert load_calibration_windows(good, info, batch=4).shape == (6, 5, 8, 6, 3)
-    with pytest.raises(EngineError, match='fewer than one batch of 8'):
-        load_calibration_windows(good, info, batch=8)
+    assert load_calibration_windows(good, info).shape == (6, 5, 8, 6, 3)
     wrong = tmp_path / 'wrong.npy'
     np.save(wrong, np.zeros((6, 5, 16, 12, 3), np.float32))
     with pytest.raises(EngineError, match=r'wrong\.npy: calibration windows are float32'):
         load_calibration_windows(wrong, info)
+    with pytest.raises(EngineError, match='calibration data not found'):
+        load_calibration_windows(tmp_path / 'absent.npy', info)
 
 
-def test_check_only_command_prints_plan_and_trtexec(onnx_file, capsys):
-    assert main(['--onnx', str(onnx_file), '--check-only', '--max-batch', '8', '--precision', 'fp32']) == 0
+def test_precision_graph_is_derived_once_and_keyed(tiny_onnx, tiny_model, tmp_path):
+    info = model_info_from_metadata(model_metadata(tiny_model), 'tiny')
+    assert precision_graph(tiny_onnx, BuildOptions('fp32'), tmp_path, info) == tiny_onnx
+    fp16 = precision_graph(tiny_onnx, BuildOptions('fp16'), tmp_path, info)
+    assert fp16.parent == tmp_path and graph_precision(onnx.load(str(fp16))) == 'fp16'
+    assert find_tensorrt_issues(onnx.load(str(fp16))) == []
+    modified = fp16.stat().st_mtime_ns
+    assert precision_graph(tiny_onnx, BuildOptions('fp16'), tmp_path, info) == fp16 and \
+        fp16.stat().st_mtime_ns == modified  # reused, not converted again
+    other_scope = precision_graph(tiny_onnx, BuildOptions('fp16', fp32_scope_pattern=r'\.attention$'), tmp_path, info)
+    assert other_scope != fp16
+    with pytest.raises(EngineError, match='is an fp16 graph but precision fp32'):
+        precision_graph(fp16, BuildOptions('fp32'), tmp_path, info)
+    with pytest.raises(EngineError, match='no node comes from a module matching'):
+        precision_graph(tiny_onnx, BuildOptions('fp16', fp32_scope_pattern='no_such_module'), tmp_path, info)
+
+
+def test_check_only_command_prints_plan_and_trtexec(onnx_file, tmp_path, capsys):
+    assert main(['--onnx', str(onnx_file), '--check-only', '--max-batch', '8', '--precision', 'fp32',
+                 '--cache-dir', str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert 'every operator is supported' in out
     assert f'input  lr_frames: uint8 (8, 5, 8, 6, 3) = {8 * 5 * 8 * 6 * 3} bytes' in out
-    assert 'trtexec' in out and '--maxShapes=lr_frames:8x5x8x6x3' in out
+    assert 'trtexec' in out and '--maxShapes=lr_frames:8x5x8x6x3' in out and '--stronglyTyped' in out
 
 
 def test_command_reports_unsupported_graph(tmp_path, capsys):
@@ -368,22 +412,43 @@ def test_command_reports_unsupported_graph(tmp_path, capsys):
     path = tmp_path / 'bad.onnx'
     onnx.save(_graph_model([helper.make_node('Unique', ['x'], ['y'], name='dedupe')], [x], [y]), str(path))
     assert main(['--onnx', str(path), '--check-only']) == 1
-    assert "Unique 'dedupe'" in capsys.readouterr().err
+    (line,) = capsys.readouterr().err.splitlines()  # one line, with the node
+    assert "Unique 'dedupe'" in line
 
 
-def test_check_only_on_the_exported_model(tiny_onnx, capsys):
-    assert main(['--onnx', str(tiny_onnx), '--check-only']) == 0
+def test_check_only_writes_the_fp16_graph_trtexec_builds(tiny_onnx, tmp_path, capsys):
+    assert main(['--onnx', str(tiny_onnx), '--check-only', '--cache-dir', str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert 'every operator is supported' in out and '--layerPrecisions=' in out
+    (graph,) = tmp_path.glob('tiny.fp16.*.onnx')
+    assert f'fp16 graph: {graph}' in out and f'--onnx={graph}' in out and 'nodes kept FP32' in out
+
+
+def test_build_without_tensorrt_is_one_line(tiny_onnx, tmp_path, capsys):
+    if not _gpu_stack_missing():
+        pytest.skip('TensorRT and pycuda are installed here: the build would run')
+    assert main(['--onnx', str(tiny_onnx), '--cache-dir', str(tmp_path)]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert 'needs the tensorrt and pycuda Python packages' in line
 
 
 # ---- on a CUDA machine with TensorRT --------------------------------------------------------
 
+def _gpu_stack_missing() -> str:
+    """Why TensorRT cannot run here ('' when it can); tensorrt-stubs alone imports as an empty package."""
+    try:
+        import tensorrt
+    except ImportError:
+        return 'TensorRT (tensorrt Python package) is not installed here'
+    if not hasattr(tensorrt, 'Builder'):
+        return 'only tensorrt-stubs is installed here, not TensorRT'
+    return '' if importlib.util.find_spec('pycuda') else 'pycuda is not installed here'
+
+
 @pytest.fixture
 def trt_stack():
-    trt = pytest.importorskip('tensorrt', reason='TensorRT (tensorrt Python package) is not installed here')
-    pytest.importorskip('pycuda.driver', reason='pycuda is not installed here')
-    return trt
+    missing = _gpu_stack_missing()
+    if missing:
+        pytest.skip(missing)
 
 
 @pytest.mark.gpu
@@ -403,6 +468,26 @@ def test_engine_builds_runs_and_is_reused(trt_stack, tiny_onnx, tmp_path):
     with TensorRTBackend(tiny_onnx, cache_dir=tmp_path, precision='fp32', max_batch=4) as backend:
         assert backend.engine_path == engine_path and backend.infer(frames[:1]).keypoints.shape == (1, 17, 3)
     assert read_sidecar(engine_path)['built_at'] == built_at  # loaded, not rebuilt
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('precision', ['fp16', 'int8'])
+def test_reduced_precision_engine_matches_its_graph_in_onnx_runtime(trt_stack, tiny_onnx, tiny_model, tmp_path,
+                                                                     precision):
+    import onnxruntime as ort
+
+    from starpose_ros.core.backends.tensorrt_backend import TensorRTBackend
+    frames = np.random.default_rng(1).integers(0, 256, (4, 5, 64, 48, 3), dtype=np.uint8)
+    np.save(tmp_path / 'windows.npy', frames)
+    calibration = str(tmp_path / 'windows.npy') if precision == 'int8' else None
+    with TensorRTBackend(tiny_onnx, cache_dir=tmp_path, precision=precision, max_batch=4,
+                         calibration_data=calibration) as backend:
+        output = backend.infer(frames)
+    info = model_info_from_metadata(model_metadata(tiny_model), 'tiny')
+    graph = precision_graph(tiny_onnx, BuildOptions(precision, calibration_data=calibration), tmp_path, info)
+    expected = ort.InferenceSession(str(graph), providers=['CPUExecutionProvider']).run(
+        ['sr_image'], {'lr_frames': frames})[0]
+    assert np.abs(output.sr_images.astype(int) - expected).max() <= 4
 
 
 @pytest.mark.gpu
