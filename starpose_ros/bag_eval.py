@@ -23,6 +23,7 @@ report cover the frames processed before the failure. See docs/bag_replay.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -44,6 +45,7 @@ from starpose_ros import bagio
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.backends.base import SR_HEIGHT, SR_WIDTH, BackendError, InferenceBackend, InferenceOutput
 from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, resolve_model
+from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter, tracked_detections, vision_detections
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import Detection, FrameInput, FrameResult
 from starpose_ros.report import FilmstripSampler, latency_summary, write_report
@@ -153,31 +155,6 @@ class BagSource:
         self.reader.close()
 
 
-def _is_person(class_ids: list[str], person_classes: frozenset[str]) -> bool:
-    class_ids = [c for c in class_ids if c]
-    return '*' in person_classes or not class_ids or any(c in person_classes for c in class_ids)
-
-
-def detections_from_msg(msg, msgtype: str, person_classes: frozenset[str] = frozenset({'*'}),
-                        min_score: float = 0.0) -> list[Detection]:
-    """Core detections from a TrackedDetectionArray or vision_msgs Detection2DArray read from a bag."""
-    if msgtype == bagio.DETECTIONS:
-        return [d for d, raw in zip(bagio.decode_detections(msg), msg.detections, strict=True)
-                if _is_person([raw.class_id], person_classes) and d.score >= min_score]
-    detections = []
-    for det in msg.detections:
-        hypotheses = [(r.hypothesis.class_id, float(r.hypothesis.score)) for r in det.results]
-        if not _is_person([c for c, _ in hypotheses], person_classes):
-            continue
-        score = max((s for c, s in hypotheses if '*' in person_classes or c in person_classes), default=1.0)
-        if score < min_score:
-            continue
-        center = det.bbox.center.position
-        detections.append(Detection((center.x - det.bbox.size_x / 2, center.y - det.bbox.size_y / 2,
-                                     det.bbox.size_x, det.bbox.size_y), det.id or None, score))
-    return detections
-
-
 def load_ground_truth(path):
     """The one video of a PoseTrack JSON sidecar (the bag's clip)."""
     from starpose_training.posetrack import PoseTrackFormatError, read_posetrack_file
@@ -233,9 +210,14 @@ def frame_record(result: FrameResult, index: int) -> dict:
 
 
 class Outputs:
-    """Output bag, per-frame JSONL and overlay video, appended frame by frame."""
+    """Output bag, per-frame JSONL and overlay video, appended frame by frame.
 
-    def __init__(self, folder: Path, typestore, fps: float, write_video: bool):
+    The bag holds the poses; the overlay and mosaic images (~2 MB a frame at full resolution)
+    only with `bag_images`. A failed write (a full disk) becomes one BagEvalError naming the
+    file; `close` still finishes every file it can, so what was written stays readable.
+    """
+
+    def __init__(self, folder: Path, typestore, fps: float, write_video: bool, bag_images: bool = False):
         self.folder = folder
         self.bag_path = folder / 'output_bag'
         self.jsonl_path = folder / 'frames.jsonl'
@@ -248,22 +230,28 @@ class Outputs:
         self.typestore = typestore
         self.bag = bagio.BagWriter(self.bag_path, storage='mcap', typestore=typestore)
         self.jsonl = open(self.jsonl_path, 'w')  # noqa: SIM115 - closed in close()
-        self.fps, self.write_video = fps, write_video
+        self.fps, self.write_video, self.bag_images = fps, write_video, bag_images
         self.video = None
         self.frames_written = 0
+        self.close_errors: list[str] = []
 
     def write(self, result: FrameResult, index: int, bag_time_ns: int) -> None:
         """Append one frame's messages, JSON line and video frame."""
-        self.bag.write(POSES_TOPIC, pose_array_message(self.typestore, result), bag_time_ns)
-        if result.overlay_rgb is not None:
-            self.bag.write(OVERLAY_TOPIC, bagio.image_message(self.typestore, result.overlay_rgb, result.stamp_ns,
+        target = self.bag_path
+        try:
+            self.bag.write(POSES_TOPIC, pose_array_message(self.typestore, result), bag_time_ns)
+            for topic, image in ((OVERLAY_TOPIC, result.overlay_rgb), (MOSAIC_TOPIC, result.mosaic_rgb)):
+                if self.bag_images and image is not None:
+                    self.bag.write(topic, bagio.image_message(self.typestore, image, result.stamp_ns,
                                                               result.frame_id), bag_time_ns)
-            self._video_frame(result.overlay_rgb)
-        if result.mosaic_rgb is not None:
-            self.bag.write(MOSAIC_TOPIC, bagio.image_message(self.typestore, result.mosaic_rgb, result.stamp_ns,
-                                                             result.frame_id), bag_time_ns)
-        self.jsonl.write(json.dumps(frame_record(result, index)) + '\n')
-        self.jsonl.flush()
+            target = self.video_path
+            if result.overlay_rgb is not None:
+                self._video_frame(result.overlay_rgb)
+            target = self.jsonl_path
+            self.jsonl.write(json.dumps(frame_record(result, index)) + '\n')
+            self.jsonl.flush()
+        except OSError as error:
+            raise BagEvalError(f'cannot write {target}: {error.strerror or error}') from error
         self.frames_written += 1
 
     def _video_frame(self, overlay_rgb: np.ndarray) -> None:
@@ -281,11 +269,15 @@ class Outputs:
         self.video.write(cv2.cvtColor(overlay_rgb, cv2.COLOR_RGB2BGR))
 
     def close(self) -> None:
-        """Finish every file (safe to call after an error)."""
-        self.bag.close()
-        self.jsonl.close()
+        """Finish every file (safe to call after an error); failures are kept in `close_errors`."""
+        closers = [(self.bag_path, self.bag.close), (self.jsonl_path, self.jsonl.close)]
         if self.video is not None:
-            self.video.release()
+            closers.append((self.video_path, self.video.release))
+        for path, close in closers:
+            try:
+                close()
+            except OSError as error:
+                self.close_errors.append(f'cannot finish {path}: {error.strerror or error}')
 
 
 class RecordingBackend(InferenceBackend):
@@ -341,14 +333,12 @@ class EvalOptions:
     detections_topic: str = '/detections'
     detector: str = 'topic'
     gt_json: Path | None = None
-    person_classes: frozenset[str] = frozenset({'*'})
-    min_detection_score: float = 0.0
-    hog_upscale: float = 1.0
-    max_batch: int = 16
-    max_tracks: int = 32
+    persons: PersonFilter = field(default_factory=PersonFilter)  # the node's person_class_ids, min_detection_score
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)  # the node's defaults; detector set by `detector`
     max_frames: int | None = None
     out_of_order: str = 'warn'
     video: bool = True
+    bag_images: bool = False  # overlay and mosaic images in the output bag too (~2 MB a frame)
     save_calibration: Path | None = None
     calibration_windows: int = 512
     progress: bool = True
@@ -361,7 +351,7 @@ def _backend_options(options: EvalOptions, backend: str) -> dict:
     if backend == 'torch':
         return {'device': options.device, 'num_threads': options.threads, 'method': options.method,
                 **options.backend_options}
-    return {'max_batch': options.max_batch, **options.backend_options}
+    return {'max_batch': options.pipeline.max_batch, **options.backend_options}
 
 
 def open_backend(options: EvalOptions) -> InferenceBackend:
@@ -394,22 +384,31 @@ class _Run:
     latency: dict[str, list[float]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {
         'frames': 0, 'results': 0, 'persons': 0, 'tracks': 0, 'unpaired_images': 0, 'unused_detections': 0,
-        'out_of_order_stamps': 0, 'duplicate_stamps': 0, 'rejected_detections': 0})
+        'out_of_order_stamps': 0, 'duplicate_stamps': 0, 'detections_in': 0, 'filtered_detections': 0,
+        'rejected_detections': 0, 'over_capacity_detections': 0})
     track_ids: set[str] = field(default_factory=set)
     quality: list[tuple[float, float]] = field(default_factory=list)  # (PSNR, SSIM) per person
 
 
-def _read_detections(source: BagSource, options: EvalOptions) -> tuple[dict[int, list[Detection]], str]:
-    """All detection messages by header stamp (first pass; detections are small)."""
+def _read_detections(source: BagSource, options: EvalOptions, counts: dict[str, int]
+                     ) -> tuple[dict[int, list[Detection]], str]:
+    """All detection messages by header stamp (first pass; detections are small); counts what is filtered."""
     if options.detections_topic not in source.topics:
         raise BagEvalError(f'{source.path}: no detections topic {options.detections_topic!r} (topics: '
                            f'{", ".join(sorted(source.topics))}); name it with --detections-topic, or find people '
                            'with --detector hog, or use ground-truth boxes with --detector gt --gt-json FILE')
     msgtype = source.require(options.detections_topic, DETECTION_TYPES, 'detections')
+    decode = tracked_detections if msgtype == bagio.DETECTIONS else vision_detections
     by_stamp = {}
     for _topic, _type, _time, msg in source.messages([options.detections_topic]):
-        by_stamp.setdefault(bagio.header_stamp_ns(msg), detections_from_msg(
-            msg, msgtype, options.person_classes, options.min_detection_score))
+        kept, filtered = decode(msg, options.persons)
+        counts['detections_in'] += len(kept) + filtered
+        counts['filtered_detections'] += filtered
+        by_stamp.setdefault(bagio.header_stamp_ns(msg), kept)
+    if counts['detections_in'] and counts['filtered_detections'] == counts['detections_in']:
+        LOG.warning('every one of the %d detections on %s is filtered out: no class id is in --person-classes %s '
+                    'or the scores are below --min-detection-score %s', counts['detections_in'],
+                    options.detections_topic, ','.join(sorted(options.persons.classes)), options.persons.min_score)
     return by_stamp, msgtype
 
 
@@ -510,19 +509,21 @@ def evaluate_bag(options: EvalOptions) -> dict:
             raise BagEvalError(f'ground truth {options.gt_json} has {len(gt_video.images)} frames, the bag '
                                f'{images} images on {options.image_topic}: they must be the same clip (frame k of '
                                'the bag = frame k of the JSON); --max-frames can cut the bag to the JSON')
+        run = _Run()
         detections, detection_type = ({}, None)
         if options.detector == 'topic':
-            detections, detection_type = _read_detections(source, options)
+            detections, detection_type = _read_detections(source, options, run.counts)
         backend = open_backend(options)
         recorder = None
         if options.save_calibration is not None:
             backend = recorder = RecordingBackend(backend, options.calibration_windows)
         with backend:
-            pipeline = PosePipeline(backend, PipelineConfig(
-                detector='hog' if options.detector == 'hog' else 'none', hog_upscale=options.hog_upscale,
-                max_batch=options.max_batch,
-                max_tracks=options.max_tracks, draw_overlay=True, draw_mosaic=True))
-            report = _replay(source, options, image_type, detections, detection_type, pipeline, gt_video, output)
+            pipeline = PosePipeline(backend, dataclasses.replace(
+                options.pipeline, detector='hog' if options.detector == 'hog' else 'none',
+                hog_min_score=options.persons.min_score, draw_overlay=options.video or options.bag_images,
+                draw_mosaic=options.bag_images))
+            report = _replay(run, source, options, image_type, (detections, detection_type), pipeline, gt_video,
+                             output)
             if recorder is not None:
                 saved_path, saved = recorder.save(options.save_calibration)
                 report['outputs']['calibration windows'] = f'{saved_path} ({saved} windows)'
@@ -531,16 +532,17 @@ def evaluate_bag(options: EvalOptions) -> dict:
     return report
 
 
-def _replay(source, options, image_type, detections, detection_type, pipeline, gt_video, output) -> dict:
+def _replay(run, source, options, image_type, topic_detections, pipeline, gt_video, output) -> dict:
     from tqdm import tqdm
 
-    run = _Run()
+    detections, detection_type = topic_detections
     total = source.counts.get(options.image_topic, 0)
     if options.max_frames is not None:
         total = min(total, options.max_frames)
     info = pipeline.info
     filmstrip = FilmstripSampler((info.lr_height, info.lr_width), info.keypoint_layout)
-    outputs = Outputs(output, source.typestore, fps=source.image_rate(options.image_topic), write_video=options.video)
+    outputs = Outputs(output, source.typestore, fps=source.image_rate(options.image_topic), write_video=options.video,
+                      bag_images=options.bag_images)
     used_stamps: set[int] = set()
     error = None
     started = time.perf_counter()
@@ -589,10 +591,13 @@ def _replay(source, options, image_type, detections, detection_type, pipeline, g
     finally:
         progress.close()
         outputs.close()
+    if outputs.close_errors:
+        error = '; '.join(([error] if error else []) + outputs.close_errors)
     wall = time.perf_counter() - started
     run.counts['tracks'] = len(run.track_ids)
     run.counts['unused_detections'] = len(set(detections) - used_stamps)
     run.counts['rejected_detections'] = pipeline.counters.rejected_detections
+    run.counts['over_capacity_detections'] = pipeline.counters.over_capacity_detections
     report = {
         'run': {'bag': str(options.bag), 'model': str(options.model or BUNDLED_MODEL), 'backend': options.backend,
                 'method': options.method,
@@ -664,7 +669,7 @@ def run_demo(output, model=None, backend: str = 'auto', frames: int = 100, seed:
         print(f'replaying {clip} (test frames 0-{frames - 1}, shrunk x4) ...', flush=True)
         convert(clip, bag, fps=10.0, storage='mcap', max_frames=frames, downscale=4)
         options = EvalOptions(bag=bag, model=model, output=output, backend=backend, detector='hog',
-                              hog_upscale=6.0, max_batch=8, progress=progress)
+                              pipeline=PipelineConfig(hog_upscale=6.0, max_batch=8), progress=progress)
         return evaluate_bag(options)
     from starpose_training.synthetic.dataset import generate_dataset
 
@@ -676,7 +681,7 @@ def run_demo(output, model=None, backend: str = 'auto', frames: int = 100, seed:
     gt_json = clip / 'annotations' / split / f"{info['sequence']}.json"
     options = EvalOptions(bag=bag, model=model, output=output, backend=backend, gt_json=gt_json,
                           image_topic='/image', detections_topic='/detections', detector='topic',
-                          max_batch=8, progress=progress)
+                          pipeline=PipelineConfig(max_batch=8), progress=progress)
     return evaluate_bag(options)
 
 
@@ -689,6 +694,19 @@ def _count(minimum: int):
             raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f'must be >= {minimum}, got {value}')
+        return value
+    return parse
+
+
+def _number(low: float, high: float):
+    """An argparse type: a float in [low, high] (NaN and words are argparse's one-line error)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f'must be in [{low:g}, {high:g}], got {text}')
         return value
     return parse
 
@@ -719,16 +737,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--detector', choices=DETECTORS, default='topic',
                         help='person boxes: the detections topic, OpenCV HOG, or the --gt-json boxes')
     parser.add_argument('--gt-json', type=Path, help='PoseTrack JSON of the clip: accuracy in the report')
-    parser.add_argument('--person-classes', default='*', help="comma-separated class ids that are people ('*': any)")
-    parser.add_argument('--min-detection-score', type=float, default=0.0)
-    parser.add_argument('--hog-upscale', type=float, default=1.0,
+    defaults, persons = PipelineConfig(), PersonFilter()  # the node's defaults, from the same objects
+    parser.add_argument('--person-classes', default=','.join(DEFAULT_PERSON_CLASSES),
+                        help="comma-separated class ids that are people ('*': any; detections without a class "
+                             'are kept); the node\'s person_class_ids')
+    parser.add_argument('--min-detection-score', type=_number(0.0, 1.0), default=persons.min_score,
+                        help='detections scoring below it are ignored (--detector hog: the HOG SVM margin)')
+    parser.add_argument('--hog-upscale', type=_number(0.25, 8.0), default=defaults.hog_upscale,
                         help='--detector hog: upscale frames first to find people under ~100 px (cost grows ^2)')
-    parser.add_argument('--max-batch', type=_count(1), default=16)
-    parser.add_argument('--max-tracks', type=_count(1), default=32)
+    parser.add_argument('--min-box-size', type=_number(0.5, 1000.0), default=defaults.min_box_size,
+                        help='boxes smaller than this (pixels, after clipping to the image) are rejected')
+    parser.add_argument('--track-iou-threshold', type=_number(0.01, 1.0), default=defaults.track_iou_threshold)
+    parser.add_argument('--track-max-age-s', type=_number(0.0, 60.0), default=defaults.track_max_age_s,
+                        help='a track unseen this long (stamp time) is evicted')
+    parser.add_argument('--max-batch', type=_count(1), default=defaults.max_batch)
+    parser.add_argument('--max-tracks', type=_count(1), default=defaults.max_tracks)
     parser.add_argument('--max-frames', type=_count(1), help='stop after this many images')
     parser.add_argument('--out-of-order', choices=OUT_OF_ORDER, default='warn',
                         help='image stamps going backwards: warn and restart tracks, or stop with an error')
     parser.add_argument('--no-video', action='store_true', help='skip overlay.mp4')
+    parser.add_argument('--bag-images', action='store_true',
+                        help='also write the overlay and SR mosaic images into the output bag (~2 MB a frame); '
+                             'by default it holds the poses only')
     parser.add_argument('--save-calibration', type=Path,
                         help='also save the LR windows fed to the model (.npy) for TensorRT INT8 calibration')
     parser.add_argument('--demo-frames', type=_count(1), default=100, help='--demo: frames of the clip')
@@ -764,25 +794,28 @@ def main(argv=None) -> int:
         else:
             if args.bag is None:
                 raise BagEvalError('give a bag (or --demo)')
-            person_classes = frozenset(c.strip() for c in args.person_classes.split(',') if c.strip())
-            if not person_classes:
-                raise BagEvalError(f"--person-classes {args.person_classes!r} names no class: no detection would "
-                                   "count as a person ('*' accepts any)")
-            if not 0.0 <= args.min_detection_score <= 1.0:  # also refuses nan
-                raise BagEvalError(f'--min-detection-score must be in [0, 1], got {args.min_detection_score}')
+            try:
+                persons = PersonFilter.from_text(args.person_classes, args.min_detection_score)
+            except ValueError as error:
+                raise BagEvalError(f'--person-classes {args.person_classes!r}: {error}') from None
             if args.output.exists() and not args.output.is_dir():
                 raise BagEvalError(f'--output {args.output} is a file; give a folder (created if missing)')
             report = evaluate_bag(EvalOptions(
                 bag=args.bag, model=args.model, output=args.output, backend=args.backend, method=args.method,
-                hog_upscale=args.hog_upscale,
                 device=args.device, threads=args.threads, image_topic=args.image_topic,
                 detections_topic=args.detections_topic, detector=args.detector, gt_json=args.gt_json,
-                person_classes=person_classes,
-                min_detection_score=args.min_detection_score, max_batch=args.max_batch, max_tracks=args.max_tracks,
+                persons=persons, pipeline=PipelineConfig(
+                    hog_upscale=args.hog_upscale, max_batch=args.max_batch, max_tracks=args.max_tracks,
+                    track_iou_threshold=args.track_iou_threshold, track_max_age_s=args.track_max_age_s,
+                    min_box_size=args.min_box_size),
                 max_frames=args.max_frames, out_of_order=args.out_of_order, video=not args.no_video,
-                save_calibration=args.save_calibration, progress=not args.quiet))
+                bag_images=args.bag_images, save_calibration=args.save_calibration, progress=not args.quiet))
     except (BagEvalError, bagio.BagIOError) as error:
         print(f'starpose-bag-eval: error: {error}', file=sys.stderr)
+        return 1
+    except OSError as error:  # the report itself could not be written (a full disk, a read-only folder)
+        print(f'starpose-bag-eval: error: cannot write {error.filename or args.output}: {error.strerror or error}',
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # before the replay started (loading, exporting): nothing to keep
         print('starpose-bag-eval: interrupted', file=sys.stderr)

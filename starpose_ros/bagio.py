@@ -16,6 +16,8 @@ Typical use::
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ DETECTIONS = 'starpose_msgs/msg/TrackedDetectionArray'
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
 DISTROS = {'humble': Stores.ROS2_HUMBLE, 'jazzy': Stores.ROS2_JAZZY, 'kilted': Stores.ROS2_KILTED}
 BAG_VERSION = 8  # rosbag2 metadata version that Jazzy and newer read
+MCAP_MAGIC = b'\x89MCAP0\r\n'
+MCAP_CHUNK, MCAP_DATA_END = 0x06, 0x0F  # record opcodes of the MCAP format
 
 
 class BagIOError(RuntimeError):
@@ -129,12 +133,6 @@ def decode_image(msg) -> np.ndarray:
     return decode_image_msg(msg)
 
 
-def decode_detections(msg) -> list[Detection]:
-    """Detections (box x, y, w, h; track id or None; score) from a TrackedDetectionArray."""
-    return [Detection(box_xywh=(d.center_x - 0.5 * d.size_x, d.center_y - 0.5 * d.size_y, d.size_x, d.size_y),
-                      track_id=d.id or None, score=float(d.score)) for d in msg.detections]
-
-
 class BagWriter:
     """Writes a rosbag2 (sqlite3 or mcap); one connection per topic, created on its first message."""
 
@@ -166,16 +164,51 @@ class BagWriter:
         self.message_count += 1
 
     def close(self) -> None:
-        """Finish the bag (writes metadata.yaml); idempotent."""
+        """Finish the bag (writes metadata.yaml, then the chunk checksums of an mcap); idempotent."""
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            writer.close()
+            for mcap_file in self.path.glob('*.mcap'):
+                add_chunk_crcs(mcap_file)
 
     def __enter__(self) -> BagWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def add_chunk_crcs(mcap_file: Path) -> int:
+    """Fill in the CRC-32 of every uncompressed chunk of an mcap file; return how many were written.
+
+    rosbags writes chunks with CRC 0 ("none"), so flipped bytes would replay as changed pixels.
+    Readers (rosbags, the mcap tools, rosbag2) check a non-zero CRC. The field sits at a fixed
+    offset in each Chunk record, so this patches it in place after the writer closed the file.
+    """
+    written = 0
+    with open(mcap_file, 'r+b') as stream:
+        offset = len(MCAP_MAGIC)
+        stream.seek(offset)
+        while True:
+            head = stream.read(9)
+            if len(head) < 9:
+                break
+            opcode, length = head[0], int.from_bytes(head[1:], 'little')
+            if opcode == MCAP_DATA_END:
+                break
+            if opcode == MCAP_CHUNK:
+                content = offset + 9
+                stream.seek(content + 28)  # start, end time and uncompressed size (3 x u64), CRC (u32)
+                compression = stream.read(int.from_bytes(stream.read(4), 'little'))
+                records_length = int.from_bytes(stream.read(8), 'little')
+                if compression == b'':  # the writer's default; a compressed chunk would need decompressing
+                    crc = zlib.crc32(stream.read(records_length))
+                    stream.seek(content + 24)
+                    stream.write(struct.pack('<I', crc))
+                    written += 1
+            offset += 9 + length
+            stream.seek(offset)
+    return written
 
 
 @dataclass

@@ -17,8 +17,10 @@ camera, older frames are overwritten and counted as drops: latency stays bounded
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, fields
 
@@ -30,6 +32,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
@@ -41,11 +44,16 @@ from starpose_ros.core.image_codec import ImageDecodeError
 from starpose_ros.core.latest import LatestWorker
 from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, resolve_model
 from starpose_ros.core.pairing import StampPairer
+from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter, tracked_detections, vision_detections
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
 
 NODE_NAME = 'starpose_node'
 BAD_INPUT_LOG_PERIOD_S = 1.0  # a camera sending only bad frames logs once a second (all are counted)
+SPIN_POLL_S = 0.1  # the executor wakes this often, so a signal is handled within it
+WORKER_STOP_TIMEOUT_S = 1.5  # a frame still in the model after this is abandoned (exit stays under 2 s)
+ROS_OWN_PARAMETERS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')  # not ours, not unknown
+_DEFAULTS = PipelineConfig()
 FASTDDS_PROFILE_HINT = ('camera-size images need the Fast DDS profile in every process on the image path: '
                         'export FASTDDS_DEFAULT_PROFILES_FILE=<share/starpose_ros>/config/fastdds_profile.xml '
                         '(see docs/dds.md)')
@@ -111,27 +119,35 @@ PARAMETERS: dict[str, _Param] = {
     'detections_reliability': _Param('reliable', 'detections QoS reliability', choices=('best_effort', 'reliable'),
                                      read_only=True),
     'detections_queue_depth': _Param(10, 'detections QoS history depth', int_range=(1, 100), read_only=True),
-    'person_class_ids': _Param(['person', '0'], 'detector class ids that mean "person" (COCO id 0 for YOLO); '
-                                                '"*" accepts every class; detections without a class are kept'),
-    'min_detection_score': _Param(0.0, 'detections scoring below this are ignored', float_range=(0.0, 1.0)),
-    'hog_upscale': _Param(1.0, 'with detector hog: image upscale before detection (> 1 finds smaller people, '
-                               'slower)', float_range=(0.25, 4.0)),
-    'min_box_size': _Param(2.0, 'boxes smaller than this (pixels, after clipping to the image) are rejected',
-                           float_range=(0.5, 1000.0)),
+    'person_class_ids': _Param(list(DEFAULT_PERSON_CLASSES), 'detector class ids that mean "person" (COCO id 0 '
+                                                             'for YOLO); "*" accepts every class; detections '
+                                                             'without a class are kept'),
+    'min_detection_score': _Param(PersonFilter().min_score, 'detections scoring below this are ignored (with '
+                                                            'detector hog: the HOG SVM margin)',
+                                  float_range=(0.0, 1.0)),
+    'hog_upscale': _Param(_DEFAULTS.hog_upscale, 'with detector hog: image upscale before detection (> 1 finds '
+                                                 'smaller people, slower)', float_range=(0.25, 8.0)),
+    'min_box_size': _Param(_DEFAULTS.min_box_size, 'boxes smaller than this (pixels, after clipping to the image) '
+                                                   'are rejected', float_range=(0.5, 1000.0)),
     'pairing_max_pending': _Param(30, 'images (or detection sets) waiting for their partner, per side',
                                   int_range=(1, 1000)),
     # tracking
-    'track_iou_threshold': _Param(0.3, 'minimum IoU to continue a track', float_range=(0.01, 1.0)),
-    'track_max_age_s': _Param(1.0, 'a track unseen for this long (stamp time) is evicted', float_range=(0.0, 60.0)),
-    'max_tracks': _Param(32, 'most people processed per frame (also bounds tracker memory)', int_range=(1, 256)),
-    'max_batch': _Param(16, 'person windows per model call; more people take several calls', int_range=(1, 256)),
+    'track_iou_threshold': _Param(_DEFAULTS.track_iou_threshold, 'minimum IoU to continue a track',
+                                  float_range=(0.01, 1.0)),
+    'track_max_age_s': _Param(_DEFAULTS.track_max_age_s, 'a track unseen for this long (stamp time) is evicted',
+                              float_range=(0.0, 60.0)),
+    'max_tracks': _Param(_DEFAULTS.max_tracks, 'most people processed per frame (also bounds tracker memory)',
+                         int_range=(1, 256)),
+    'max_batch': _Param(_DEFAULTS.max_batch, 'person windows per model call; more people take several calls',
+                        int_range=(1, 256)),
     # outputs
     'publish_sr_crops': _Param(True, 'publish `sr_crops` (per-person super-resolved crops)'),
     'publish_mosaic': _Param(True, 'publish `sr_mosaic` (all super-resolved crops in one image)'),
     'publish_overlay': _Param(True, 'publish `overlay` (input image with skeletons, boxes and track ids)'),
     'publish_markers': _Param(True, 'publish `markers` (skeletons as visualization_msgs/MarkerArray)'),
-    'min_keypoint_score': _Param(0.3, 'keypoints scoring below this are not drawn', float_range=(0.0, 1.0)),
-    'mosaic_columns': _Param(4, 'SR crops per row in `sr_mosaic`', int_range=(1, 64)),
+    'min_keypoint_score': _Param(_DEFAULTS.min_keypoint_score, 'keypoints scoring below this are not drawn',
+                                 float_range=(0.0, 1.0)),
+    'mosaic_columns': _Param(_DEFAULTS.mosaic_columns, 'SR crops per row in `sr_mosaic`', int_range=(1, 64)),
     'marker_lifetime_s': _Param(0.5, 'RViz markers disappear after this long', float_range=(0.0, 10.0)),
     'marker_pixel_size_m': _Param(0.002, 'size of one image pixel on the marker picture plane, metres',
                                   float_range=(1e-6, 1.0)),
@@ -139,8 +155,8 @@ PARAMETERS: dict[str, _Param] = {
                                 float_range=(0.0, 100.0)),
     # monitoring
     'diagnostics_period_s': _Param(1.0, 'period of `/diagnostics` messages', float_range=(0.1, 60.0)),
-    'no_image_warning_s': _Param(5.0, 'warn when publishers exist on the image topic but nothing arrived for '
-                                      'this long (usually a camera driver without the Fast DDS profile)',
+    'no_image_warning_s': _Param(5.0, 'warn (once) when publishers exist on the image topic but no image ever '
+                                      'arrived for this long (usually a camera without the Fast DDS profile)',
                                  float_range=(0.5, 600.0)),
 }
 
@@ -192,13 +208,18 @@ class NodeSettings:
         values['person_class_ids'] = tuple(c for c in values['person_class_ids'] if c.strip())
         if not values['person_class_ids']:
             raise ValueError("person_class_ids is empty: no detection would count as a person (['*'] accepts any "
-                             'class, the default is person and 0)')
+                             f'class, the default is {list(DEFAULT_PERSON_CLASSES)})')
         for name, value in values.items():
             check_choice(name, value)
         if values['detections_type'] == 'vision_msgs' and conv.Detection2DArray is None:
             raise ValueError('detections_type is vision_msgs but vision_msgs is not installed; '
                              'use starpose_msgs or auto')
         return cls(**values)
+
+    @property
+    def person_filter(self) -> PersonFilter:
+        """Which detections on `detections` count as people."""
+        return PersonFilter(frozenset(self.person_class_ids), self.min_detection_score)
 
     @property
     def uses_vision_msgs(self) -> bool:
@@ -247,6 +268,8 @@ class _Stats:
     def __init__(self):
         self.images_in = 0
         self.bad_images = 0
+        self.detections_in = 0  # on the detections topic, before the person filter
+        self.filtered_detections = 0  # not a person class, or below min_detection_score
         self.frames_out = 0
         self.pipeline_errors = 0
         self.persons_last_frame = 0
@@ -287,7 +310,18 @@ class StarPoseNode(LifecycleNode):
         self._stats = _Stats()
         self._dropped_before = 0  # drops of workers from earlier activations
         self._diag_previous = (time.monotonic(), 0, 0)
-        self._images_at_last_check = 0
+        self._warned_no_images = False
+        self._abandoned_worker = False  # a worker that did not stop may still use the backend
+        self._person_filter: PersonFilter | None = None
+        self._warn_unknown_parameters()
+
+    def _warn_unknown_parameters(self) -> None:
+        """A misspelt name in a params file or `-p` (`detectr: hog`) would otherwise be ignored silently."""
+        unknown = sorted(name for name in self._parameter_overrides
+                         if name not in PARAMETERS and not name.startswith(ROS_OWN_PARAMETERS))
+        if unknown:
+            self.get_logger().warning(f'unknown parameter(s) ignored: {", ".join(unknown)} (the node reads: '
+                                      f'{", ".join(PARAMETERS)})')
 
     def _declare(self, name: str, param: _Param) -> None:
         """Declare one parameter; a bad start-up value (-p, params file) fails configure, not the process.
@@ -339,6 +373,7 @@ class StarPoseNode(LifecycleNode):
             self.get_logger().error(f'configure failed: {error}')
             return TransitionCallbackReturn.FAILURE
         self._backend, self._pipeline, self._settings = backend, pipeline, settings
+        self._person_filter = settings.person_filter
         self._pairer = StampPairer(max_pending=settings.pairing_max_pending, images_only=settings.detector != 'topic')
         info = backend.model_info
         self.get_logger().info(f'configured: {backend_name} on {settings.device}, model {model_path} '
@@ -354,7 +389,6 @@ class StarPoseNode(LifecycleNode):
         self._worker = LatestWorker(self._handle_frame, self._on_frame_error, name='starpose-worker')
         self._create_subscriptions(settings)
         self._diag_previous = (time.monotonic(), self._stats.images_in, self._stats.frames_out)
-        self._images_at_last_check = self._stats.images_in
         self._node_timers = [self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics),
                              self.create_timer(settings.no_image_warning_s, self._warn_if_images_missing)]
         source = (f'detections on {self._input_subs[1].topic_name}' if settings.detector == 'topic'
@@ -396,10 +430,11 @@ class StarPoseNode(LifecycleNode):
     def _pipeline_config(settings: NodeSettings) -> PipelineConfig:
         return PipelineConfig(
             detector='hog' if settings.detector == 'hog' else 'none', hog_upscale=settings.hog_upscale,
-            max_batch=settings.max_batch, max_tracks=settings.max_tracks, iou_threshold=settings.track_iou_threshold,
-            track_timeout_s=settings.track_max_age_s, min_box_size=settings.min_box_size,
-            draw_overlay=settings.publish_overlay, draw_mosaic=settings.publish_mosaic,
-            draw_score_threshold=settings.min_keypoint_score, mosaic_columns=settings.mosaic_columns)
+            hog_min_score=settings.min_detection_score, max_batch=settings.max_batch, max_tracks=settings.max_tracks,
+            track_iou_threshold=settings.track_iou_threshold, track_max_age_s=settings.track_max_age_s,
+            min_box_size=settings.min_box_size, draw_overlay=settings.publish_overlay,
+            draw_mosaic=settings.publish_mosaic, min_keypoint_score=settings.min_keypoint_score,
+            mosaic_columns=settings.mosaic_columns)
 
     def _create_publishers(self, settings: NodeSettings) -> None:
         results_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -428,12 +463,22 @@ class StarPoseNode(LifecycleNode):
                 msg_type, 'detections', self._on_detections,
                 _qos(settings.detections_reliability, settings.detections_queue_depth)))
 
-    def _stop_worker(self) -> None:
-        if self._worker is not None:
-            # A frame in progress finishes first; its publish goes to still-active publishers.
-            self._worker.stop(timeout=30.0)
-            self._dropped_before += self._worker.dropped
-            self._worker = None
+    def _stop_worker(self) -> bool:
+        """Stop the worker after its frame in progress; False when it is still inside the model.
+
+        That frame's publish goes to still-active publishers. A worker that does not stop in time
+        keeps the backend (see `_release_model`): closing a model under a running call can crash.
+        """
+        if self._worker is None:
+            return True
+        stopped = self._worker.stop(timeout=WORKER_STOP_TIMEOUT_S)
+        self._dropped_before += self._worker.dropped
+        if not stopped:
+            self.get_logger().error(f'the worker is still processing a frame after {WORKER_STOP_TIMEOUT_S} s; '
+                                    'it is abandoned and the model stays loaded until the process exits')
+            self._abandoned_worker = True
+        self._worker = None
+        return stopped
 
     def _destroy_interfaces(self) -> None:
         """Remove timers, subscriptions and publishers (idempotent)."""
@@ -446,7 +491,7 @@ class StarPoseNode(LifecycleNode):
         self._node_timers, self._input_subs, self._outputs = [], [], {}
 
     def _release_model(self) -> None:
-        if self._backend is not None:
+        if self._backend is not None and not self._abandoned_worker:
             self._backend.close()
         self._backend = self._pipeline = self._pairer = self._settings = None
 
@@ -484,9 +529,15 @@ class StarPoseNode(LifecycleNode):
         self._submit(self._pairer.add_image(frame.stamp_ns, (frame, received)))
 
     def _on_detections(self, msg) -> None:
-        settings = self._settings
-        to_core = conv.vision_detections_to_core if settings.uses_vision_msgs else conv.tracked_detections_to_core
-        detections = to_core(msg, frozenset(settings.person_class_ids), settings.min_detection_score)
+        decode = vision_detections if self._settings.uses_vision_msgs else tracked_detections
+        detections, filtered = decode(msg, self._person_filter)
+        self._stats.detections_in += len(detections) + filtered
+        self._stats.filtered_detections += filtered
+        if filtered and self._stats.filtered_detections == self._stats.detections_in:
+            self.get_logger().warning(
+                f'every detection so far was filtered out ({filtered} in the last message): no class id is in '
+                f'person_class_ids {list(self._settings.person_class_ids)} or the scores are below '
+                f'min_detection_score {self._settings.min_detection_score}', throttle_duration_sec=10.0)
         self._submit(self._pairer.add_detections(conv.stamp_to_ns(msg.header.stamp), detections))
 
     def _submit(self, pair) -> None:
@@ -508,9 +559,11 @@ class StarPoseNode(LifecycleNode):
         self._stats.record_output((time.monotonic() - received) * 1e3, len(result.persons))
 
     def _on_frame_error(self, item, error: BaseException) -> None:
+        """Count and log (with the traceback: a failing frame is a bug to report); the next frame runs."""
         self._stats.pipeline_errors += 1
-        self.get_logger().error(f'frame {item[0].stamp_ns} failed in the pipeline: {type(error).__name__}: {error}',
-                                throttle_duration_sec=2.0)
+        trace = ''.join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.get_logger().error(f'frame {item[0].stamp_ns} failed in the pipeline: {type(error).__name__}: {error}\n'
+                                f'{trace}', throttle_duration_sec=2.0)
 
     def _publish(self, result) -> None:
         settings, outputs = self._settings, self._outputs
@@ -534,13 +587,18 @@ class StarPoseNode(LifecycleNode):
         return self._input_subs[0].topic_name
 
     def _warn_if_images_missing(self) -> None:
-        if self._stats.images_in == self._images_at_last_check:
-            topic = self._image_topic()
-            publishers = self.count_publishers(topic)
-            if publishers > 0:
-                self.get_logger().warning(f'{publishers} publisher(s) on {topic} but no image arrived for '
-                                       f'{self._settings.no_image_warning_s:.0f} s; {FASTDDS_PROFILE_HINT}')
-        self._images_at_last_check = self._stats.images_in
+        """Point to the Fast DDS profile once, when publishers exist but no image ever arrived.
+
+        A camera that pauses after sending images is not a transport problem: no warning then.
+        """
+        if self._stats.images_in or self._warned_no_images:
+            return
+        topic = self._image_topic()
+        publishers = self.count_publishers(topic)
+        if publishers > 0:
+            self._warned_no_images = True
+            self.get_logger().warning(f'{publishers} publisher(s) on {topic} but no image arrived for '
+                                      f'{self._settings.no_image_warning_s:.0f} s; {FASTDDS_PROFILE_HINT}')
 
     def diagnostics_values(self) -> dict[str, object]:
         """Latency, rates and counters since activation started (what `/diagnostics` reports)."""
@@ -558,6 +616,7 @@ class StarPoseNode(LifecycleNode):
             'images_in': stats.images_in, 'frames_out': stats.frames_out,
             'dropped_frames': self._dropped_before + (self._worker.dropped if self._worker else 0),
             'bad_images': stats.bad_images, 'pipeline_errors': stats.pipeline_errors,
+            'detections_in': stats.detections_in, 'filtered_detections': stats.filtered_detections,
             **{f'pipeline_{key}': value for key, value in pipeline.counters.as_dict().items()},
             **{f'pairing_{key}': value for key, value in self._pairer.counters.as_dict().items()},
         }
@@ -567,6 +626,9 @@ class StarPoseNode(LifecycleNode):
         level, message = DiagnosticStatus.OK, 'ok'
         if values['pipeline_errors']:
             level, message = DiagnosticStatus.WARN, 'frames failed in the pipeline (see the log)'
+        elif values['detections_in'] and values['filtered_detections'] == values['detections_in']:
+            level, message = DiagnosticStatus.WARN, 'every detection is filtered out (person_class_ids, ' \
+                                                    'min_detection_score)'
         elif values['images_in'] and not values['frames_out']:
             level, message = DiagnosticStatus.WARN, 'images arrive but no frame was processed (detections paired?)'
         self._outputs['diagnostics'].publish(conv.diagnostics_msg(
@@ -574,19 +636,37 @@ class StarPoseNode(LifecycleNode):
             level, message, values))
 
 
+def _interrupt(signum, frame):
+    """SIGINT and SIGTERM alike: leave whatever runs (also a long configure) and shut down."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second signal ends the process at once
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def main(args=None) -> None:
-    """Run the node (`ros2 run starpose_ros starpose_node` or `python -m starpose_ros.node`)."""
+    """Run the node (`ros2 run starpose_ros starpose_node` or `python -m starpose_ros.node`).
+
+    rclpy's own signal handlers are off: its SIGTERM handler leaves a blocked `spin()` waiting
+    forever. Python's handlers run between executor waits of `SPIN_POLL_S`, so SIGINT and SIGTERM
+    end the process within ~2 s in every state (a frame in the model is abandoned after
+    `WORKER_STOP_TIMEOUT_S`).
+    """
     os.environ.setdefault('OMP_NUM_THREADS', '2')
-    rclpy.init(args=args)
-    node = StarPoseNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    node = None
     try:
-        executor.spin()
+        node = StarPoseNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
 
 

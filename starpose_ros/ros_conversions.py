@@ -1,14 +1,14 @@
 """ROS messages <-> the core's plain types, in one place so the node stays about wiring.
 
-Inbound: `sensor_msgs/Image` / `CompressedImage` -> RGB arrays (through the core's codec),
-`vision_msgs/Detection2DArray` (4.x layout, only if vision_msgs is importable) or
-`starpose_msgs/TrackedDetectionArray` -> `Detection` lists. Outbound: a `FrameResult` -> pose
+Inbound: `sensor_msgs/Image` / `CompressedImage` -> RGB arrays (through the core's codec);
+detections go through the core's duck-typed decoders (`core.person_filter`), shared with the bag
+replay; `Detection2DArray` is imported here only if vision_msgs is installed. Outbound: a `FrameResult` -> pose
 array, SR crops, images, RViz markers; counters -> `diagnostic_msgs`. Every outbound message
 carries the input image's header (stamp and frame_id), never the clock's time.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -25,17 +25,15 @@ from starpose_msgs.msg import (
     PersonPoseArray,
     SuperResolvedCrop,
     SuperResolvedCropArray,
-    TrackedDetectionArray,
 )
 from starpose_ros.core.image_codec import decode_compressed, decode_image_msg, encode_image
-from starpose_ros.core.types import Detection, FrameResult
+from starpose_ros.core.types import FrameResult
 
 try:  # vision_msgs is optional: the project's own message replaces it where it is absent
     from vision_msgs.msg import Detection2DArray
 except ImportError:  # pragma: no cover - depends on the installation
     Detection2DArray = None
 
-ACCEPT_ANY_CLASS = '*'
 NANOSECONDS = 1_000_000_000
 
 
@@ -59,48 +57,6 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     if hasattr(msg, 'format'):
         return decode_compressed(msg.format, msg.data)
     return decode_image_msg(msg)
-
-
-def _is_person(class_ids: Iterable[str], person_classes: frozenset[str]) -> bool:
-    """A detection is a person when it names a person class; one naming no class is accepted."""
-    class_ids = [c for c in class_ids if c != '']
-    return ACCEPT_ANY_CLASS in person_classes or not class_ids or any(c in person_classes for c in class_ids)
-
-
-def tracked_detections_to_core(msg: TrackedDetectionArray, person_classes: frozenset[str],
-                               min_score: float) -> list[Detection]:
-    """Person boxes of a `starpose_msgs/TrackedDetectionArray`; an empty id means "not tracked".
-
-    Boxes are passed on unchecked (NaN, zero size, outside the image): the pipeline rejects
-    and counts them, so a bad box is visible in diagnostics instead of silently vanishing here.
-    """
-    detections = []
-    for det in msg.detections:
-        if not _is_person([det.class_id], person_classes) or det.score < min_score:
-            continue
-        box = (det.center_x - det.size_x / 2.0, det.center_y - det.size_y / 2.0, det.size_x, det.size_y)
-        detections.append(Detection(box_xywh=box, track_id=det.id or None, score=float(det.score)))
-    return detections
-
-
-def vision_detections_to_core(msg, person_classes: frozenset[str], min_score: float) -> list[Detection]:
-    """Person boxes of a vision_msgs 4.x `Detection2DArray`; `Detection2D.id` is the track id.
-
-    The score is the best score among the detection's person hypotheses (1.0 without any).
-    """
-    detections = []
-    for det in msg.detections:
-        hypotheses = [(r.hypothesis.class_id, float(r.hypothesis.score)) for r in det.results]
-        if not _is_person([c for c, _ in hypotheses], person_classes):
-            continue
-        person_scores = [s for c, s in hypotheses if ACCEPT_ANY_CLASS in person_classes or c in person_classes]
-        score = max(person_scores, default=1.0)
-        if score < min_score:
-            continue
-        center = det.bbox.center.position
-        box = (center.x - det.bbox.size_x / 2.0, center.y - det.bbox.size_y / 2.0, det.bbox.size_x, det.bbox.size_y)
-        detections.append(Detection(box_xywh=box, track_id=det.id or None, score=score))
-    return detections
 
 
 def pose_array_msg(result: FrameResult) -> PersonPoseArray:

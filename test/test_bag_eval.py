@@ -7,7 +7,9 @@ the node's core (`PosePipeline.process`) run directly on the same frames.
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
 import signal
@@ -26,12 +28,14 @@ from starpose_ros.bag_eval import (
     POSES_TOPIC,
     BagEvalError,
     EvalOptions,
+    build_parser,
     eval_typestore,
     evaluate_bag,
     main,
     run_demo,
 )
 from starpose_ros.core.backends import create_backend
+from starpose_ros.core.person_filter import ANY_CLASS, tracked_detections
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
 from test.conftest import REPO_ROOT
@@ -61,8 +65,8 @@ def onnx_model(tiny_model_files):  # noqa: F811
 
 
 def _options(bag, model, output, **overrides) -> EvalOptions:
-    return EvalOptions(bag=Path(bag), model=Path(model), output=Path(output), progress=False, max_batch=8,
-                       **overrides)
+    return EvalOptions(bag=Path(bag), model=Path(model), output=Path(output), progress=False,
+                       pipeline=PipelineConfig(max_batch=8), **overrides)
 
 
 def _read(bag, topic):
@@ -72,7 +76,8 @@ def _read(bag, topic):
 def _direct_pipeline_results(bag, model):
     """The node's core on the bag's frames, called directly (no bag tool involved)."""
     images = _read(bag, '/image')
-    detections = {bagio.header_stamp_ns(d.msg): bagio.decode_detections(d.msg) for d in _read(bag, '/detections')}
+    detections = {bagio.header_stamp_ns(d.msg): tracked_detections(d.msg, ANY_CLASS)[0]
+                  for d in _read(bag, '/detections')}
     with create_backend('onnxruntime', model, intra_op_threads=2) as backend:
         pipeline = PosePipeline(backend, PipelineConfig(max_batch=8))
         results = []
@@ -92,7 +97,7 @@ def _keypoints(pose_array) -> np.ndarray:
 @pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
 def test_one_pose_array_per_image_with_the_image_header(clips, onnx_model, tmp_path, storage):
     bag = clips['bags'][storage]
-    report = evaluate_bag(_options(bag, onnx_model, tmp_path, gt_json=clips['gt']))
+    report = evaluate_bag(_options(bag, onnx_model, tmp_path, gt_json=clips['gt'], bag_images=True))
     images = _read(bag, '/image')
     poses = _read(tmp_path / 'output_bag', POSES_TOPIC)
     assert len(poses) == len(images) == FRAMES
@@ -320,13 +325,84 @@ def test_impossible_counts_are_one_line_errors(flag, tmp_path, capsys):
 
 
 @pytest.mark.parametrize('flags, reason', [
-    (['--person-classes', ','], 'names no class'), (['--min-detection-score', 'nan'], r'in \[0, 1\]'),
-    (['--min-detection-score', '5'], r'in \[0, 1\]'),
+    (['--person-classes', ','], 'person classes are empty'), (['--min-detection-score', 'nan'], r'in \[0, 1\]'),
+    (['--min-detection-score', '5'], r'in \[0, 1\]'), (['--track-max-age-s', '-1'], r'in \[0, 60\]'),
 ])
 def test_filters_that_keep_nobody_are_refused(clips, tmp_path, capsys, flags, reason):
-    assert main([str(clips['bags']['mcap']), '--output', str(tmp_path / 'out'), *flags]) == 1
+    try:
+        code = main([str(clips['bags']['mcap']), '--output', str(tmp_path / 'out'), *flags])
+    except SystemExit as argparse_exit:  # a value argparse's type refuses: usage line + error line
+        code = argparse_exit.code
     err = capsys.readouterr().err
-    assert re.search(reason, err) and err.count('\n') == 1 and not (tmp_path / 'out').exists()
+    assert code in (1, 2) and re.search(reason, err.splitlines()[-1]) and 'Traceback' not in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_replay_and_node_share_their_defaults():
+    from starpose_ros.node import PARAMETERS
+
+    args = build_parser().parse_args(['bag', '--output', 'out'])
+    assert args.person_classes.split(',') == PARAMETERS['person_class_ids'].default
+    for flag, parameter in [('min_detection_score', 'min_detection_score'), ('hog_upscale', 'hog_upscale'),
+                            ('min_box_size', 'min_box_size'), ('track_iou_threshold', 'track_iou_threshold'),
+                            ('track_max_age_s', 'track_max_age_s'), ('max_batch', 'max_batch'),
+                            ('max_tracks', 'max_tracks')]:
+        assert getattr(args, flag) == PARAMETERS[parameter].default, flag
+
+
+def test_detections_filtered_to_nothing_are_counted_in_the_report(clips, onnx_model, tmp_path, caplog):
+    from starpose_ros.core.person_filter import PersonFilter
+
+    report = evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path, video=False,
+                                   persons=PersonFilter(frozenset({'Person'}))))
+    counts = report['counts']
+    assert counts['detections_in'] > 0 and counts['filtered_detections'] == counts['detections_in']
+    assert counts['persons'] == 0
+    assert 'every one of the' in caplog.text and 'filtered out' in caplog.text
+
+
+def test_output_bag_holds_poses_only_unless_images_are_asked_for(clips, onnx_model, tmp_path):
+    evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path / 'poses', video=False))
+    topics = bagio.bag_topics(tmp_path / 'poses' / 'output_bag', typestore=eval_typestore())
+    assert list(topics) == [POSES_TOPIC]
+    evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path / 'images', video=False, bag_images=True))
+    topics = bagio.bag_topics(tmp_path / 'images' / 'output_bag', typestore=eval_typestore())
+    assert set(topics) == {POSES_TOPIC, OVERLAY_TOPIC, '/sr_mosaic'}
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_frames_written(clips, onnx_model, tmp_path, monkeypatch):
+    real_write, written = bagio.BagWriter.write, []
+
+    def write_until_full(self, topic, msg, timestamp_ns=None):
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(topic)
+        real_write(self, topic, msg, timestamp_ns)
+
+    monkeypatch.setattr(bagio.BagWriter, 'write', write_until_full)
+    with pytest.raises(BagEvalError, match='cannot write .*output_bag: No space left on device'):
+        evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path, video=False))
+    monkeypatch.undo()
+    assert len(_read(tmp_path / 'output_bag', POSES_TOPIC)) == 3  # closed properly: readable
+    assert len((tmp_path / 'frames.jsonl').read_text().splitlines()) == 3
+    assert 'No space left' in json.loads((tmp_path / 'report.json').read_text())['error']
+
+
+def test_output_mcap_chunks_carry_checksums_that_catch_flipped_bytes(clips, onnx_model, tmp_path):
+    import mcap.reader
+
+    evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path / 'first', video=False, bag_images=True))
+    bag = tmp_path / 'first' / 'output_bag'
+    data = next(bag.glob('*.mcap'))
+    with open(data, 'rb') as stream:  # the mcap library validates every chunk CRC it reads
+        assert sum(1 for _ in mcap.reader.make_reader(stream, validate_crcs=True).iter_messages()) > 0
+    corrupted = bytearray(data.read_bytes())
+    middle = len(corrupted) // 2
+    corrupted[middle:middle + 4096] = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    data.write_bytes(bytes(corrupted))
+    with pytest.raises(BagEvalError, match='checksum'):
+        evaluate_bag(_options(bag, onnx_model, tmp_path / 'second', video=False, image_topic=OVERLAY_TOPIC,
+                              detector='hog'))
 
 
 def test_an_output_that_is_a_file_is_refused_first(clips, tmp_path, capsys):
@@ -357,7 +433,7 @@ def _write_bag(path, source, stamps=None, break_image=None):
             if k == break_image:
                 msg.data = msg.data[: len(msg.data) // 2]  # step * height no longer matches the data
             bag.write('/image', msg, image.timestamp_ns)
-            dets = bagio.decode_detections(detection.msg)
+            dets, _ = tracked_detections(detection.msg, ANY_CLASS)
             bag.write('/detections', bagio.detections_message(typestore, dets, stamp, 'camera'), image.timestamp_ns)
     return path
 

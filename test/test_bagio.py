@@ -8,7 +8,6 @@ from starpose_ros.bagio import (
     BagWriter,
     bag_topics,
     compressed_image_message,
-    decode_detections,
     decode_image,
     detections_message,
     header_stamp_ns,
@@ -16,6 +15,7 @@ from starpose_ros.bagio import (
     read_messages,
     starpose_typestore,
 )
+from starpose_ros.core.person_filter import ANY_CLASS, tracked_detections
 from starpose_ros.core.types import Detection
 
 STAMP = 1_700_000_000_123_456_789
@@ -73,7 +73,7 @@ def test_round_trip_images_and_detections(tmp_path, typestore, storage):
     for rgb, image, dets_msg, dets in zip(frames, images, detections, boxes, strict=True):
         np.testing.assert_array_equal(decode_image(image), rgb)
         assert header_stamp_ns(image) == header_stamp_ns(dets_msg) and image.header.frame_id == 'cam'
-        decoded = decode_detections(dets_msg)
+        decoded = tracked_detections(dets_msg, ANY_CLASS)[0]
         assert [d.track_id for d in decoded] == [d.track_id for d in dets]
         for got, want in zip(decoded, dets, strict=True):
             np.testing.assert_allclose(got.box_xywh, want.box_xywh)
@@ -90,7 +90,7 @@ def test_bags_carry_their_own_definitions(tmp_path, typestore):
     empty = get_typestore(Stores.EMPTY)  # no sensor_msgs, no starpose_msgs: the bag alone must suffice
     item, = read_messages(path, typestore=empty)
     assert item.msgtype == 'starpose_msgs/msg/TrackedDetectionArray'
-    assert decode_detections(item.msg)[0].track_id == '5'
+    assert tracked_detections(item.msg, ANY_CLASS)[0][0].track_id == '5'
 
 
 def test_jpeg_compressed_images_decode_close_to_the_source(tmp_path, typestore):

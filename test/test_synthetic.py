@@ -190,7 +190,8 @@ def test_config_errors_name_the_field(tmp_path):
 
 @pytest.mark.parametrize('storage, image_format', [('sqlite3', 'rgb8'), ('mcap', 'jpeg')])
 def test_rosbag_output_reads_back(tmp_path, storage, image_format):
-    from starpose_ros.bagio import bag_topics, decode_detections, decode_image, header_stamp_ns, read_messages
+    from starpose_ros.bagio import bag_topics, decode_image, header_stamp_ns, read_messages
+    from starpose_ros.core.person_filter import ANY_CLASS, tracked_detections
 
     bag = tmp_path / 'bag'
     manifest = generate_dataset(tmp_path / 'data', 'small', seed=4, frames=5, rosbag=bag, rosbag_storage=storage,
@@ -218,7 +219,7 @@ def test_rosbag_output_reads_back(tmp_path, storage, image_format):
             assert np.abs(decoded.astype(int) - rendered).mean() < 4
         image_id = video['images'][frame]['id']
         expected = {str(a['track_id']): a['bbox'] for a in video['annotations'] if a['image_id'] == image_id}
-        got = {d.track_id: d.box_xywh for d in decode_detections(det_msg)}
+        got = {d.track_id: d.box_xywh for d in tracked_detections(det_msg, ANY_CLASS)[0]}
         assert got.keys() == expected.keys() and len(got) > 0
         for track, box in got.items():
             np.testing.assert_allclose(box, expected[track], atol=1e-6)

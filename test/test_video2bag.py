@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from starpose_ros import bagio
+from starpose_ros.core.person_filter import ANY_CLASS, tracked_detections
 from starpose_ros.video2bag import DEFAULT_START_NS, Video2BagError, convert, main
 
 
@@ -37,7 +38,7 @@ def test_image_folder_with_posetrack_boxes(clip, tmp_path):
     video = read_posetrack_file(annotations)[0]
     for image, message in zip(video.images, detections, strict=True):
         people = [p for p in video.people_in(image) if p.bbox_xywh is not None]
-        got = bagio.decode_detections(message.msg)
+        got = tracked_detections(message.msg, ANY_CLASS)[0]
         assert [d.track_id for d in got] == [str(p.track_id) for p in people]
         np.testing.assert_allclose([d.box_xywh for d in got], [p.bbox_xywh for p in people], atol=1e-6)
 

@@ -36,14 +36,15 @@ class PipelineConfig:
 
     detector: str = 'none'  # 'hog': find people when a frame comes without detections
     hog_upscale: float = 1.0
+    hog_min_score: float = 0.0  # HOG's SVM margin; the node's min_detection_score applies to it too
     max_batch: int = 16  # windows per backend call; more persons are sent in several calls
     max_tracks: int = 32  # live tracks (and persons per frame) at most
-    iou_threshold: float = 0.3
-    track_timeout_s: float = 1.0  # a track unseen this long (stamp time) is evicted
+    track_iou_threshold: float = 0.3  # minimum IoU to continue a track
+    track_max_age_s: float = 1.0  # a track unseen this long (stamp time) is evicted
     min_box_size: float = 2.0  # pixels, after clipping to the image
     draw_overlay: bool = False
     draw_mosaic: bool = False
-    draw_score_threshold: float = 0.3
+    min_keypoint_score: float = 0.3  # keypoints below it are not drawn
     mosaic_columns: int = 4
 
     def __post_init__(self):
@@ -53,8 +54,8 @@ class PipelineConfig:
         for name in ('max_batch', 'max_tracks', 'mosaic_columns'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        if self.track_timeout_s < 0 or self.min_box_size <= 0:
-            raise ValueError('track_timeout_s must be >= 0 and min_box_size > 0')
+        if self.track_max_age_s < 0 or self.min_box_size <= 0:
+            raise ValueError('track_max_age_s must be >= 0 and min_box_size > 0')
 
 
 @dataclass
@@ -66,6 +67,7 @@ class PipelineCounters:
     persons: int = 0
     rejected_detections: int = 0  # NaN / zero size / outside the image
     clipped_detections: int = 0  # partly outside: clipped to the image
+    over_capacity_detections: int = 0  # beyond max_tracks in one frame: the lowest scores are left out
     stream_restarts: int = 0  # stamps went backwards or the image size changed: tracks and windows reset
     backend_calls: int = 0
 
@@ -113,12 +115,13 @@ class PosePipeline:
         self.clock = clock
         self.config = config or PipelineConfig()
         self.info = backend.model_info
-        self.tracker = IoUTracker(iou_threshold=self.config.iou_threshold,
-                                  max_age_ns=int(self.config.track_timeout_s * 1e9),
+        self.tracker = IoUTracker(iou_threshold=self.config.track_iou_threshold,
+                                  max_age_ns=int(self.config.track_max_age_s * 1e9),
                                   max_tracks=self.config.max_tracks)
         self.windows = TrackWindows(self.info.window, self.info.target_index,
                                     (self.info.lr_height, self.info.lr_width))
-        self.detector = HogPersonDetector(upscale=self.config.hog_upscale) if self.config.detector == 'hog' else None
+        self.detector = (HogPersonDetector(upscale=self.config.hog_upscale, min_score=self.config.hog_min_score)
+                         if self.config.detector == 'hog' else None)
         self.counters = PipelineCounters()
         # a person's score averages the joints its layout trains (PoseTrack never annotates the ears)
         unscored = POSETRACK_UNANNOTATED if self.info.keypoint_layout == 'posetrack' else ()
@@ -156,6 +159,7 @@ class PosePipeline:
         self.counters.rejected_detections += rejected
         self.counters.clipped_detections += clipped
         tracked = self.tracker.update(frame.stamp_ns, valid)
+        self.counters.over_capacity_detections = self.tracker.dropped_over_capacity
         self.windows.forget(self.tracker.evicted_ids)
         newest = self.windows.push(frame.stamp_ns, frame.frame_id, image, tracked)
         timings.lap('track')
@@ -203,10 +207,10 @@ class PosePipeline:
         overlay = mosaic = None
         if self.config.draw_overlay:
             overlay = drawing.draw_overlay(target.image, persons, self.info.keypoint_layout,
-                                           self.config.draw_score_threshold)
+                                           self.config.min_keypoint_score)
         if self.config.draw_mosaic:
             mosaic = drawing.sr_mosaic(persons, self.info.keypoint_layout, self.config.mosaic_columns,
-                                       self.config.draw_score_threshold)
+                                       self.config.min_keypoint_score)
         timings.lap('draw')
         self.counters.results += 1
         self.counters.persons += len(persons)

@@ -136,7 +136,7 @@ def test_center_target_is_delayed_stamped_with_the_target_frame_and_flushed(tiny
 
 def test_pipeline_state_stays_bounded_while_ids_churn(ort_backend):
     """A new person id every frame: tracks and window state never exceed the configured bounds."""
-    pipeline = PosePipeline(ort_backend, PipelineConfig(max_tracks=4, track_timeout_s=0.1))
+    pipeline = PosePipeline(ort_backend, PipelineConfig(max_tracks=4, track_max_age_s=0.1))
     for k in range(30):
         detections = [Detection((20.0 * (k % 25), 100.0, 20.0, 50.0), track_id=f'walker-{k}')]
         result = pipeline.process(FrameInput(k * FRAME_NS, 'c', FRAMES[k % 6], detections))

@@ -14,11 +14,11 @@ from visualization_msgs.msg import Marker
 from starpose_model.keypoints import SKELETON_EDGES
 from starpose_msgs.msg import TrackedDetection, TrackedDetectionArray
 from starpose_ros import ros_conversions as conv
+from starpose_ros.core.person_filter import ANY_CLASS, PersonFilter, tracked_detections, vision_detections
 from starpose_ros.core.types import FrameResult, PersonResult
 
 pytestmark = pytest.mark.ros
 
-PERSON_CLASSES = frozenset({'person', '0'})
 
 
 def _vision_detection(det_id, cx, cy, w, h, hypotheses):
@@ -35,11 +35,12 @@ def test_vision_msgs_4x_detections_keep_ids_and_filter_classes():
         _vision_detection('', 300.0, 100.0, 30.0, 90.0, []),  # no class: kept, score 1
         _vision_detection('9', 300.0, 100.0, 30.0, 90.0, [('person', 0.1)]),  # below min score
     ])
-    detections = conv.vision_detections_to_core(msg, PERSON_CLASSES, min_score=0.2)
-    assert [d.track_id for d in detections] == ['7', None, None]
+    detections, filtered = vision_detections(msg, PersonFilter(min_score=0.2))
+    assert [d.track_id for d in detections] == ['7', None, None] and filtered == 2
     assert detections[0].box_xywh == (40.0, 70.0, 20.0, 60.0)
     assert [d.score for d in detections] == [0.8, 0.6, 1.0]
-    assert len(conv.vision_detections_to_core(msg, frozenset({'*'}), min_score=0.0)) == 5
+    everyone, filtered = vision_detections(msg, ANY_CLASS)
+    assert len(everyone) == 5 and filtered == 0
 
 
 def test_tracked_detections_pass_bad_boxes_on_for_the_pipeline_to_count():
@@ -48,8 +49,8 @@ def test_tracked_detections_pass_bad_boxes_on_for_the_pipeline_to_count():
         TrackedDetection(id='3', class_id='person', score=0.9, center_x=5.0, center_y=5.0, size_x=0.0, size_y=0.0),
         TrackedDetection(id='4', class_id='dog', score=0.9, center_x=5.0, center_y=5.0, size_x=2.0, size_y=2.0),
     ])
-    detections = conv.tracked_detections_to_core(msg, PERSON_CLASSES, min_score=0.0)
-    assert [d.track_id for d in detections] == [None, '3']
+    detections, filtered = tracked_detections(msg, PersonFilter())
+    assert [d.track_id for d in detections] == [None, '3'] and filtered == 1
     assert math.isnan(detections[0].box_xywh[0]) and detections[1].box_xywh == (5.0, 5.0, 0.0, 0.0)
 
 
