@@ -15,7 +15,8 @@ quadratically from the previous size, would exceed ``--max-seconds`` is not run;
 reported as that estimate (marked ``~``).
 
 Two phases, each in a child process with the same settings:
-- time: the fastest of several calls, with glibc's malloc told to keep freed memory
+- time: the methods at one token count in interleaved rounds (`benchmarks/harness.py`, one
+  process: they share PyTorch's pool and never run at once), with glibc's malloc told to keep freed memory
   (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``/``MALLOC_TOP_PAD_``). With glibc's
   defaults every tensor over the mmap threshold is a fresh mapping whose pages are zero-filled
   on first touch at each call; beyond ~10k tokens that kernel work outgrows the arithmetic and
@@ -25,7 +26,10 @@ Two phases, each in a child process with the same settings:
   ``/proc/self/clear_refs``) over the resident set before the call counts every tensor the call
   creates.
 
-Usage: ``python benchmarks/bench_attention.py [--max-tokens 61440] [--out outputs/bench_attention.json]``
+Headlines: per-round ratios sdpa/linear (the baseline a reader would pick) and naive/linear,
+and the growth per doubling of linear attention fitted once per round (its spread).
+
+Usage: ``python benchmarks/bench_attention.py [--max-tokens 61440] [--quick] [--out outputs/bench_attention.json]``
 """
 from __future__ import annotations
 
@@ -35,12 +39,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy
 import torch
 import torch.nn.functional as F
+from harness import Case, Plan, compare, fmt_spread, machine, quick_plan, ratio, report, spread
 
 from starpose_model.attention import SCLeakyReLU, linear_attention
 
@@ -74,20 +78,6 @@ def _reset_peak() -> bool:
         return True
     except OSError:
         return False
-
-
-def fastest_seconds(fn, repeats: int, min_total_seconds: float = 1.0) -> float:
-    """Fastest call after one warm-up: at least ``repeats`` calls, more (up to 50) while under ``min_total_seconds``.
-
-    The minimum is the figure least disturbed by other load on a shared CPU.
-    """
-    fn()
-    times = []
-    while len(times) < repeats or (sum(times) < min_total_seconds and len(times) < 50):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def peak_rise_mib(fn) -> float | None:
@@ -125,31 +115,50 @@ def _token_counts(max_tokens: int) -> list[int]:
     return counts
 
 
+def attention_call(threads: int, method: str, tokens: int):
+    """Harness factory: one attention method on fixed random Q, K, V of `tokens` tokens."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, HEADS, tokens, HEAD_DIM, generator=gen) for _ in range(3))
+    fn = _methods()[method]
+
+    def call():
+        with torch.no_grad():
+            return fn(q, k, v)
+    return call
+
+
 def time_phase(args) -> list[dict]:
-    """Time every case that fits the limits; estimate the others (quadratically from the last measured)."""
+    """Per token count, the methods that fit the limits in interleaved rounds; estimates for the others.
+
+    A skipped softmax/SDPA case is estimated quadratically from its last measured median.
+    """
     rows = []
     previous: dict[str, tuple[int, float]] = {}
-    gen = torch.Generator().manual_seed(0)
+    plan = quick_plan() if args.quick else Plan(rounds=args.rounds, calls_per_round=1, max_warmup_s=10.0)
     for tokens in _token_counts(args.max_tokens):
-        q, k, v = (torch.randn(1, HEADS, tokens, HEAD_DIM, generator=gen) for _ in range(3))
         row = {'tokens': tokens, 'case': NAMED_SIZES.get(tokens, '')}
-        with torch.no_grad():
-            for name, fn in _methods().items():
-                matrix_gb = 2 * HEADS * tokens ** 2 * 4 / 1e9  # scores + softmax output, float32
-                too_big = name == 'softmax' and matrix_gb > args.softmax_mem_gb
-                estimate = None
-                if name != 'linear' and name in previous:
-                    last_tokens, last_seconds = previous[name]
-                    estimate = last_seconds * (tokens / last_tokens) ** 2
-                if too_big or (estimate is not None and estimate > args.max_seconds):
-                    estimate = estimate if estimate is not None else float('nan')
-                    row[name] = {'seconds': estimate, 'measured': False,
-                                 'skipped_because': f'N x N matrices {matrix_gb:.1f} GB' if too_big
-                                 else f'estimated {estimate:.1f} s > {args.max_seconds} s'}
-                else:
-                    row[name] = {'seconds': fastest_seconds(lambda fn=fn, q=q, k=k, v=v: fn(q, k, v), args.repeats),
-                                 'measured': True}
-                previous[name] = (tokens, row[name]['seconds'])
+        runnable = []
+        for name in _methods():
+            matrix_gb = 2 * HEADS * tokens ** 2 * 4 / 1e9  # scores + softmax output, float32
+            too_big = name == 'softmax' and matrix_gb > args.softmax_mem_gb
+            estimate = None
+            if name != 'linear' and name in previous:
+                last_tokens, last_seconds = previous[name]
+                estimate = last_seconds * (tokens / last_tokens) ** 2
+            if too_big or (estimate is not None and estimate > args.max_seconds):
+                row[name] = {'seconds': estimate if estimate is not None else float('nan'), 'measured': False,
+                             'skipped_because': f'N x N matrices {matrix_gb:.1f} GB' if too_big
+                             else f'estimated {estimate:.1f} s > {args.max_seconds} s'}
+            else:
+                runnable.append(Case(name, attention_call, args.threads, {'method': name, 'tokens': tokens}))
+        result = compare(runnable, plan, in_process=True)
+        for case in runnable:
+            timed = result['cases'][case.name]
+            row[case.name] = {'seconds': timed['seconds']['median'], 'spread': timed['seconds'],
+                              'round_seconds': timed['round_seconds'], 'measured': True}
+        row['over_linear'] = {case.name: ratio(result, case.name, 'linear') for case in runnable[1:]}
+        for name in _methods():
+            previous[name] = (tokens, row[name]['seconds'])
         print(f"  timed {tokens} tokens: linear {row['linear']['seconds'] * 1e3:.3g} ms", flush=True)
         rows.append(row)
     return rows
@@ -184,8 +193,8 @@ def run_phase_in_child(phase: str, args, rows_in: list[dict] | None = None) -> l
             rows_path.write_text(json.dumps(rows_in))
         command = [sys.executable, __file__, '--phase', phase, '--rows', str(rows_path),
                    '--max-tokens', str(args.max_tokens), '--max-seconds', str(args.max_seconds),
-                   '--softmax-mem-gb', str(args.softmax_mem_gb), '--repeats', str(args.repeats),
-                   '--threads', str(args.threads)]
+                   '--softmax-mem-gb', str(args.softmax_mem_gb), '--rounds', str(args.rounds),
+                   '--threads', str(args.threads)] + (['--quick'] if args.quick else [])
         subprocess.run(command, env=env, check=True)
         return json.loads(rows_path.read_text())
 
@@ -197,37 +206,58 @@ def _cell(entry: dict) -> str:
     return f'{mark}{ms:.3g}ms{mem}'
 
 
+def _ratio_cell(row: dict, method: str) -> str:
+    if method in row['over_linear']:
+        return fmt_spread(row['over_linear'][method], 1, 'x')
+    return f"~{row[method]['seconds'] / row['linear']['seconds']:.0f}x"
+
+
 def _format_row(row: dict) -> str:
-    linear = row['linear']['seconds']
-    ratios = ' '.join(f"{row[m]['seconds'] / linear:>8.1f}x" for m in ('softmax', 'sdpa'))
     return (f"{row['tokens']:>7} {row['case']:<22} {_cell(row['linear']):>16} {_cell(row['softmax']):>18} "
-            f"{_cell(row['sdpa']):>18} {ratios}")
+            f"{_cell(row['sdpa']):>18} {_ratio_cell(row, 'sdpa'):>20} {_ratio_cell(row, 'softmax'):>20}")
+
+
+def fitted_growth(points: list[tuple[int, float]]) -> float:
+    """2^p of ``time ~ tokens^p``, least squares in log-log space: the growth per doubling."""
+    exponent = numpy.polyfit(numpy.log2([t for t, _ in points]), numpy.log2([s for _, s in points]), 1)[0]
+    return float(2 ** exponent)
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Growth of linear attention per doubling and its speed-up over softmax at the named sizes.
+    """Growth of linear attention per doubling (with its spread over rounds) and the ratios at the named sizes.
 
-    Besides each doubling's ratio, the growth is fitted as ``time ~ tokens^p`` by least squares in
-    log-log space over the cases from 3840 tokens on (below that per-call overhead dominates the
-    tiny products); ``2^p`` is the fitted growth per doubling, robust to one disturbed timing.
+    The growth is fitted over the cases from 3840 tokens on (below that per-call overhead
+    dominates the tiny products), once per round: min / median / max of those fits.
     """
     linear = [r['linear']['seconds'] for r in rows]
-    growth = [b / a for a, b in zip(linear, linear[1:], strict=False)]
-    large = [(r['tokens'], r['linear']['seconds']) for r in rows if r['tokens'] >= 3840]
-    fitted = None
+    large = [r for r in rows if r['tokens'] >= 3840]
+    summary = {'linear_growth_per_doubling': [b / a for a, b in zip(linear, linear[1:], strict=False)],
+               'fitted_growth_per_doubling_from_3840_tokens': None}
     if len(large) >= 2:
-        exponent = numpy.polyfit(numpy.log2([t for t, _ in large]), numpy.log2([s for _, s in large]), 1)[0]
-        fitted = float(2 ** exponent)
+        rounds = len(large[0]['linear']['round_seconds'])
+        summary['fitted_growth_per_doubling_from_3840_tokens'] = spread(
+            [fitted_growth([(r['tokens'], r['linear']['round_seconds'][i]) for r in large]) for i in range(rounds)])
     by_tokens = {r['tokens']: r for r in rows}
-    summary = {'linear_growth_per_doubling': growth,
-               'max_growth_from_3840_tokens': max(growth[-(len(large) - 1):]) if len(large) >= 2 else None,
-               'fitted_growth_per_doubling_from_3840_tokens': fitted}
     for tokens, label in NAMED_SIZES.items():
         if tokens in by_tokens:
             row = by_tokens[tokens]
-            summary[label] = {m: row[m]['seconds'] / row['linear']['seconds'] for m in ('softmax', 'sdpa')}
+            summary[label] = {m: row['over_linear'].get(m, row[m]['seconds'] / row['linear']['seconds'])
+                              for m in ('softmax', 'sdpa')}
             summary[label]['estimated'] = [m for m in ('softmax', 'sdpa') if not row[m]['measured']]
     return summary
+
+
+def _print_summary(summary: dict) -> None:
+    print('linear growth per doubling (medians):', ' '.join(f'{g:.2f}' for g in summary['linear_growth_per_doubling']))
+    if summary['fitted_growth_per_doubling_from_3840_tokens'] is not None:
+        print(f"from 3840 tokens on, fitted growth per doubling over rounds: "
+              f"{fmt_spread(summary['fitted_growth_per_doubling_from_3840_tokens'], 2)} (target <= 2.2)")
+    for label in NAMED_SIZES.values():
+        if label in summary:
+            entry = summary[label]
+            cells = [f'{m}/linear ' + (fmt_spread(entry[m], 1, 'x') if isinstance(entry[m], dict) else
+                                        f'~{entry[m]:.0f}x (estimated)') for m in ('sdpa', 'softmax')]
+            print(f"{label}: {', '.join(cells)}")
 
 
 def main() -> int:
@@ -235,12 +265,15 @@ def main() -> int:
     parser.add_argument('--max-tokens', type=int, default=WINDOW * 128 * 96, help='largest token count (doubling)')
     parser.add_argument('--max-seconds', type=float, default=10.0, help='skip softmax cases estimated slower')
     parser.add_argument('--softmax-mem-gb', type=float, default=2.0, help='skip materialised N x N above this')
-    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--quick', action='store_true', help='up to 3840 tokens, 2 rounds')
     parser.add_argument('--out', type=Path, default=Path('outputs/bench_attention.json'))
     parser.add_argument('--phase', choices=('time', 'memory'), help=argparse.SUPPRESS)
     parser.add_argument('--rows', type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.max_tokens = min(args.max_tokens, 3840)
     torch.set_num_threads(args.threads)
     if args.phase == 'time':
         args.rows.write_text(json.dumps(time_phase(args)))
@@ -249,31 +282,22 @@ def main() -> int:
         args.rows.write_text(json.dumps(memory_phase(args, json.loads(args.rows.read_text()))))
         return 0
 
-    print(f'batch 1, {HEADS} heads x {HEAD_DIM} dims, float32, {args.threads} thread(s)')
+    load_before = machine()
+    print(f'batch 1, {HEADS} heads x {HEAD_DIM} dims, float32, {args.threads} thread(s), all methods')
     rows = run_phase_in_child('memory', args, run_phase_in_child('time', args))
-    print('cell = fastest time and peak memory rise; ratio = time / linear time; ~ = extrapolated, not run')
-    print(f"{'tokens':>7} {'case':<22} {'linear':>16} {'softmax (N x N)':>18} {'sdpa':>18} {'softmax/lin':>9} "
-          f"{'sdpa/lin':>9}")
+    print('cell = median time over rounds and peak memory rise; ratio = per-round time / linear time, '
+          'median [min-max]; ~ = extrapolated, not run')
+    print(f"{'tokens':>7} {'case':<22} {'linear':>16} {'naive softmax':>18} {'sdpa (fused)':>18} "
+          f"{'sdpa/linear':>20} {'naive/linear':>20}")
     for row in rows:
         print(_format_row(row))
     summary = summarise(rows)
-    print('linear growth per doubling:', ' '.join(f'{g:.2f}' for g in summary['linear_growth_per_doubling']))
-    if summary['fitted_growth_per_doubling_from_3840_tokens'] is not None:
-        print(f"from 3840 tokens on: fitted growth per doubling "
-              f"{summary['fitted_growth_per_doubling_from_3840_tokens']:.2f}, largest single doubling "
-              f"{summary['max_growth_from_3840_tokens']:.2f} (target <= 2.2)")
-    for label in NAMED_SIZES.values():
-        if label in summary:
-            entry = summary[label]
-            print(f"{label}: softmax/linear {entry['softmax']:.1f}x, sdpa/linear {entry['sdpa']:.1f}x"
-                  + (f" (estimated: {', '.join(entry['estimated'])})" if entry['estimated'] else ''))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        'config': {'heads': HEADS, 'head_dim': HEAD_DIM, 'batch': 1, 'dtype': 'float32', 'threads': args.threads,
-                   'cpu_count': os.cpu_count(), 'torch': torch.__version__, 'patch': PATCH, 'window': WINDOW,
-                   'load_average': os.getloadavg()},
-        'rows': rows, 'summary': summary}, indent=2))
-    print(f'wrote {args.out}')
+    _print_summary(summary)
+    report(args.out, {'benchmark': 'attention', 'quick': args.quick,
+                      'config': {'heads': HEADS, 'head_dim': HEAD_DIM, 'batch': 1, 'dtype': 'float32',
+                                 'threads': args.threads, 'torch': torch.__version__, 'patch': PATCH,
+                                 'window': WINDOW, 'rounds': args.rounds},
+                      'rows': rows, 'summary': summary}, load_before)
     return 0
 
 

@@ -9,24 +9,22 @@ TensorRT backend (FP32 and FP16 engines) when `tensorrt` and `pycuda` import. Th
 Weights are random: latency does not depend on them. Prints a table and writes JSON (--out).
 
     python benchmarks/bench_gpu.py                       # on a CUDA machine
-    python benchmarks/bench_gpu.py --device cpu --config tiny --batches 1 2 --iters 3   # smoke run
+    python benchmarks/bench_gpu.py --device cpu --config tiny --batches 1 2 --quick   # smoke run
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')  # no ROS traffic, but keep the rule
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from harness import Case, Plan, compare, machine, quick_plan, report  # noqa: E402
 
 from starpose_model.checkpoint import save_checkpoint  # noqa: E402
 from starpose_model.config import get_config  # noqa: E402
@@ -50,18 +48,21 @@ def _export_onnx(checkpoint: Path) -> Path:
     return export_onnx(load_inference_model(checkpoint), checkpoint.with_suffix('.onnx'))
 
 
-def _time_backend(backend, lr_size, window, batch, iters, warmup, synchronize) -> list[float]:
-    """Milliseconds per `infer` call (host uint8 in, host arrays out) after `warmup` calls."""
+def backend_call(threads: int, backend, lr_size, window: int, batch: int):
+    """Harness factory (in this process: the backends share the device): one `infer` on uint8 windows.
+
+    `infer` returns host arrays, so the device work is finished when the call returns.
+    """
     frames = np.random.default_rng(batch).integers(0, 256, (batch, window, *lr_size, 3), dtype=np.uint8)
-    for _ in range(warmup):
-        backend.infer(frames)
-    synchronize()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        backend.infer(frames)  # returns host arrays, so the device work is finished
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
+    return lambda: backend.infer(frames)
+
+
+def _time_backend(backend, config, batches: list[int], plan: Plan, threads: int) -> dict:
+    """Seconds per call at every batch, the batches in interleaved rounds."""
+    cases = [Case(f'b{batch}', backend_call, threads, {'backend': backend, 'lr_size': config.lr_size,
+                                                         'window': config.window, 'batch': batch}, units=batch)
+             for batch in batches]
+    return compare(cases, plan, in_process=True)['cases']
 
 
 def _backends(args, checkpoint: Path, onnx_cache: dict):
@@ -87,8 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument('--config', default='paper', help='model config (paper = HRNet-W48, the paper\'s numbers)')
     parser.add_argument('--lr-sizes', nargs='+', default=['64x48', '128x96'], help='LR crop sizes (HxW)')
     parser.add_argument('--batches', nargs='+', type=int, default=[1, 8, 32])
-    parser.add_argument('--iters', type=int, default=30)
-    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--rounds', type=int, default=10, help='interleaved rounds (3 calls each) per backend')
+    parser.add_argument('--quick', action='store_true', help='2 short rounds (smoke run)')
     parser.add_argument('--device', choices=('cuda', 'cpu'), default='cuda')
     parser.add_argument('--skip-tensorrt', action='store_true')
     parser.add_argument('--engine-cache', default='outputs/engines')
@@ -97,9 +98,10 @@ def main(argv=None) -> int:
     if args.device == 'cuda' and not torch.cuda.is_available():
         print('bench_gpu: CUDA is not available to this PyTorch; use --device cpu for a smoke run', file=sys.stderr)
         return 2
-    synchronize = torch.cuda.synchronize if args.device == 'cuda' else (lambda: None)
+    threads = min(2, torch.get_num_threads())
     if args.device == 'cpu':
-        torch.set_num_threads(min(2, torch.get_num_threads()))
+        torch.set_num_threads(threads)
+    load_before, plan = machine(), quick_plan() if args.quick else Plan(rounds=args.rounds)
     device_name = torch.cuda.get_device_name(0) if args.device == 'cuda' else platform.processor() or 'cpu'
     rows, skipped, onnx_cache = [], [], {}
     with tempfile.TemporaryDirectory() as folder:
@@ -118,29 +120,27 @@ def main(argv=None) -> int:
                     print(f'skip {label} {lr}: {skipped[-1]["reason"]}', file=sys.stderr)
                     continue
                 with backend:
-                    for batch in args.batches:
-                        times = _time_backend(backend, config.lr_size, config.window, batch, args.iters,
-                                              args.warmup, synchronize)
-                        median = statistics.median(times)
-                        rows.append({'lr': lr, 'backend': label, 'batch': batch, 'ms_per_call': median,
-                                     'ms_per_person_frame': median / batch,
-                                     'paper_ms_per_frame': PAPER_MS.get((height, width)),
-                                     'p95_ms_per_call': float(np.percentile(times, 95))})
-                        print(f'{label:>13} {lr:>7} batch {batch:>3}: {median:8.2f} ms/call '
-                              f'{median / batch:8.2f} ms/person-frame', flush=True)
-    print(f'\n{args.config} config on {device_name} (median of {args.iters}, after {args.warmup} warm-up calls)')
+                    timed = _time_backend(backend, config, args.batches, plan, threads)
+                for batch in args.batches:
+                    seconds = timed[f'b{batch}']['seconds']
+                    median = 1000 * seconds['median']
+                    rows.append({'lr': lr, 'backend': label, 'batch': batch, 'ms_per_call': median,
+                                 'ms_per_call_spread': {k: 1000 * v for k, v in seconds.items()},
+                                 'ms_per_person_frame': median / batch,
+                                 'paper_ms_per_frame': PAPER_MS.get((height, width))})
+                    print(f'{label:>13} {lr:>7} batch {batch:>3}: {median:8.2f} ms/call '
+                          f'{median / batch:8.2f} ms/person-frame', flush=True)
+    print(f'\n{args.config} config on {device_name} (median over {args.rounds} interleaved rounds; '
+          f'{threads} CPU threads)')
     print(f'{"LR":>7} {"backend":>13} {"batch":>5} {"ms/call":>9} {"ms/person":>10} {"paper ms":>9} {"ratio":>6}')
     for row in rows:
         paper = row['paper_ms_per_frame']
         ratio = f'{row["ms_per_person_frame"] / paper:6.2f}' if paper and args.config == 'paper' else '     -'
         print(f'{row["lr"]:>7} {row["backend"]:>13} {row["batch"]:>5} {row["ms_per_call"]:9.2f} '
               f'{row["ms_per_person_frame"]:10.2f} {paper or 0:9.1f} {ratio}')
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({'config': args.config, 'device': device_name, 'torch': torch.__version__,
-                               'iters': args.iters, 'warmup': args.warmup, 'rows': rows, 'skipped': skipped},
-                              indent=2))
-    print(f'wrote {out}')
+    report(Path(args.out), {'benchmark': 'gpu', 'config': args.config, 'device': device_name,
+                            'torch': torch.__version__, 'rounds': args.rounds, 'threads': threads, 'rows': rows,
+                            'skipped': skipped}, load_before)
     return 0
 
 

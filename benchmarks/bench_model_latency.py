@@ -1,152 +1,199 @@
-"""CPU latency per person-window of the whole inference graph: PyTorch eager vs ONNX Runtime, side by side.
+"""CPU time per person-window of the whole inference graph: PyTorch eager vs ONNX Runtime, and the peer.
 
-For each configuration (`tiny`, `paper`), LR size (64x48 = scale 4, 128x96 = scale 2) and
-variant (`full` = SR + pose net; `pose_only` = bicubic + the same pose net, which isolates the
-pose net's share), the randomly initialised `StarPoseInference` is exported with
-`starpose_model.export.export_onnx` and timed on the same uint8 windows at batch 1 and 8, in
-PyTorch eager (`torch.no_grad`) and in an ONNX Runtime CPU session, both with the same number of
-threads, for each of `--threads` (default 1 and 2: on a shared, oversubscribed CPU PyTorch's
-OpenMP barriers make 2-thread eager runs pathologically slow, so both are reported). Times are
-medians over the iterations after one warm-up call; each case stops early once `--max-seconds`
-of measurement is spent (the paper configuration runs HRNet-W48 at 256x192, ~15 GFLOPs per
-window, so its iterations are bounded by `--paper-iterations`).
+Models: the `tiny` and `paper` configurations (random weights: latency does not depend on them)
+at 64x48 (x4) and 128x96 (x2), and the bundled default model. Each is timed at each batch size
+in PyTorch eager (`torch.no_grad`, `StarPoseInference` on uint8 windows) and through the node's
+ONNX Runtime backend (`OnnxRuntimeBackend.infer`, its default session settings), every case in
+its own process with the same thread count, in interleaved rounds (`benchmarks/harness.py`).
+The bundled model's comparison also holds MediaPipe BlazePose (the teacher's extra, run in
+`.venv-teacher` when it exists) on a full-resolution vtest person, in static mode (detector on
+every call, as the labeler runs it) and tracking mode, so that per-person times sit side by side.
 
-Targets (issue 4): `tiny` at 64x48, batch 8, ONNX Runtime >= 30 windows/s and >= 2x eager.
-The machine may be shared: the load average before and after is recorded with the figures.
+Headlines are per-round ratios (min / median / max over rounds): ORT/eager speed-up and
+BlazePose / StarPose time per person. Targets (issue 15): bundled model at batch 8, 2 threads,
+>= 30 person-windows/s; at most half of BlazePose's per-person time at equal threads; ORT >= 2x
+eager.
 
-Usage: python benchmarks/bench_model_latency.py [--configs tiny paper] [--out outputs/bench_model_latency.json]
+    python benchmarks/bench_model_latency.py                  # all (about 15 minutes on 2 cores)
+    python benchmarks/bench_model_latency.py --quick          # smoke run, seconds
 """
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
-import os
-import platform
-import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-import onnxruntime as ort
-import torch
+import numpy as np
+from harness import Case, Plan, compare, fmt_spread, machine, quick_plan, ratio, report
 
-from starpose_model.export import example_input, export_onnx, random_model
-
+ROOT = Path(__file__).resolve().parents[1]
 SCALES = {'64x48': 4, '128x96': 2}
+BUNDLED = ROOT / 'starpose_ros' / 'assets' / 'starpose_small_real.pt'
+FIXTURE_LABELS = ROOT / 'test' / 'fixtures' / 'vtest_x4' / 'labels.json'
 TARGET_WINDOWS_PER_S = 30.0
 TARGET_SPEEDUP = 2.0
+TARGET_PEER_SHARE = 0.5
 
 
-def _median_seconds(run, iterations: int, max_seconds: float) -> tuple[float, int]:
-    """Median wall time of `run()` after one warm-up, over up to `iterations` calls or `max_seconds`."""
-    run()
-    times: list[float] = []
-    started = time.perf_counter()
-    while len(times) < iterations and (not times or time.perf_counter() - started < max_seconds):
-        begin = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times), len(times)
+def _model(source: dict):
+    if 'checkpoint' in source:
+        from starpose_model.checkpoint import load_inference_model
+
+        return load_inference_model(source['checkpoint'])
+    from starpose_model.export import random_model
+
+    return random_model(source['config'], pose_only=source.get('pose_only', False), scale=source['scale'])
 
 
-def bench_case(config: str, lr_name: str, variant: str, batches: list[int], thread_counts: list[int],
-               iterations: int, max_seconds: float, workdir: Path) -> list[dict]:
-    """Rows for one model: export once, then eager and ONNX Runtime per thread count and batch size."""
-    model = random_model(config, pose_only=variant == 'pose_only', scale=SCALES[lr_name])
-    onnx_path = workdir / f'{config}_{lr_name}_{variant}.onnx'
-    began = time.perf_counter()
-    export_onnx(model, onnx_path)
-    export_seconds = time.perf_counter() - began
-    rows = []
-    for threads, batch in itertools.product(thread_counts, batches):
-        torch.set_num_threads(threads)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(onnx_path), options, providers=['CPUExecutionProvider'])
-        lr_frames = example_input(model, batch)
-        feed = {'lr_frames': lr_frames.numpy()}
+def eager_call(threads: int, source: dict, batch: int):
+    """PyTorch eager on a batch of random uint8 windows."""
+    import torch
+
+    from starpose_model.export import example_input
+
+    torch.set_num_threads(threads)
+    model = _model(source)
+    windows = example_input(model, batch)
+
+    def call():
         with torch.no_grad():
-            eager_s, eager_n = _median_seconds(lambda x=lr_frames: model(x), iterations, max_seconds)
-        ort_s, ort_n = _median_seconds(lambda s=session, f=feed: s.run(None, f), iterations, max_seconds)
-        rows.append({
-            'config': config, 'lr_size': lr_name, 'variant': variant, 'threads': threads, 'batch': batch,
-            'eager_ms_per_window': 1000 * eager_s / batch, 'ort_ms_per_window': 1000 * ort_s / batch,
-            'eager_windows_per_s': batch / eager_s, 'ort_windows_per_s': batch / ort_s,
-            'ort_speedup': eager_s / ort_s, 'iterations': {'eager': eager_n, 'ort': ort_n},
-            'export_seconds': export_seconds, 'onnx_mb': onnx_path.stat().st_size / 1e6,
-        })
-        print(_format_row(rows[-1]), flush=True)
-    onnx_path.unlink()
+            return model(windows)
+    return call
+
+
+def ort_call(threads: int, onnx: str, batch: int):
+    """The node's ONNX Runtime backend on a batch of random uint8 windows."""
+    from starpose_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(onnx, intra_op_threads=threads)
+    windows = np.random.default_rng(0).integers(0, 256, (batch, *backend.model_info.input_shape), dtype=np.uint8)
+    return lambda: backend.infer(windows)
+
+
+def export(source: dict, folder: Path, name: str) -> Path:
+    """The ONNX file of a model (the bundled one through the node's cache)."""
+    if 'checkpoint' in source:
+        from starpose_ros.core.models import resolve_model
+
+        return resolve_model(source['checkpoint'], 'onnxruntime')[0]
+    from starpose_model.export import export_onnx
+
+    return export_onnx(_model(source), folder / f'{name}.onnx')
+
+
+def peer_cases(args, threads: int, folder: Path) -> list[Case]:
+    """BlazePose static and tracking cases, when the teacher venv and the footage exist."""
+    if not args.peer or not args.teacher_python.is_file():
+        return []
+    from peers import blazepose_call, peer_input
+
+    found = peer_input(str(folder), str(args.video), str(FIXTURE_LABELS))
+    if found is None:
+        print(f'peer skipped: no {args.video} (starpose-fetch-footage)', file=sys.stderr)
+        return []
+    image, box = found
+    return [Case(f'blazepose_{mode}', blazepose_call, threads, {'image': image, 'box': box, 'static': mode == 'static'},
+                 python=str(args.teacher_python)) for mode in ('static', 'tracking')]
+
+
+def bench_model(name: str, source: dict, args, plan: Plan, folder: Path, with_peer: bool) -> list[dict]:
+    """One comparison per thread count: eager and ORT at every batch (+ the peer); rows per batch."""
+    onnx = str(export(source, folder, name))
+    rows = []
+    for threads in args.threads:
+        cases = [Case(f'{runtime}_b{batch}', eager_call if runtime == 'eager' else ort_call, threads,
+                      {'source': source, 'batch': batch} if runtime == 'eager' else {'onnx': onnx, 'batch': batch},
+                      units=batch)
+                 for batch in args.batches for runtime in ('eager', 'ort')]
+        peers = peer_cases(args, threads, folder) if with_peer else []
+        result = compare(cases + peers, plan)
+        for batch in args.batches:
+            eager, ort = result['cases'][f'eager_b{batch}'], result['cases'][f'ort_b{batch}']
+            row = {'model': name, 'threads': threads, 'batch': batch,
+                   'eager_ms_per_window': eager['ms_per_unit'], 'ort_ms_per_window': ort['ms_per_unit'],
+                   'ort_windows_per_s': ort['units_per_s'], 'ort_speedup': ratio(result, f'eager_b{batch}',
+                                                                                 f'ort_b{batch}')}
+            for peer in peers:
+                row[f'{peer.name}_ms_per_person'] = result['cases'][peer.name]['ms_per_unit']
+                row[f'{peer.name}_over_ort'] = ratio(result, peer.name, f'ort_b{batch}')
+            rows.append(row)
+            print(format_row(row), flush=True)
+        rows[-1]['comparison'] = {k: v for k, v in result.items() if k != 'cases'}
     return rows
 
 
-HEADER = (f'{"config":<7}{"LR":>8}{"variant":>11}{"threads":>8}{"batch":>6}{"eager ms/win":>14}{"ORT ms/win":>12}'
-          f'{"eager win/s":>13}{"ORT win/s":>11}{"ORT/eager":>11}')
+def format_row(row: dict) -> str:
+    """Ms per window as 'median [min-max]' over rounds, and the per-round ratios."""
+    text = (f'{row["model"]:<16}{row["threads"]:>3}{row["batch"]:>4}'
+            f'  eager {fmt_spread(row["eager_ms_per_window"]):>20}'
+            f'  ORT {fmt_spread(row["ort_ms_per_window"]):>20}  ORT win/s {row["ort_windows_per_s"]["median"]:7.1f}'
+            f'  ORT/eager {fmt_spread(row["ort_speedup"], 2, "x")}')
+    for mode in ('static', 'tracking'):
+        if f'blazepose_{mode}_over_ort' in row:
+            text += (f'\n{"":<23}BlazePose {mode} {fmt_spread(row[f"blazepose_{mode}_ms_per_person"])} ms/person, '
+                     f'{fmt_spread(row[f"blazepose_{mode}_over_ort"], 2, "x")} StarPose ORT\'s')
+    return text
 
 
-def _format_row(row: dict) -> str:
-    return (f'{row["config"]:<7}{row["lr_size"]:>8}{row["variant"]:>11}{row["threads"]:>8}{row["batch"]:>6}'
-            f'{row["eager_ms_per_window"]:>14.1f}{row["ort_ms_per_window"]:>12.1f}'
-            f'{row["eager_windows_per_s"]:>13.1f}{row["ort_windows_per_s"]:>11.1f}{row["ort_speedup"]:>10.2f}x')
-
-
-def target_verdicts(rows: list[dict]) -> list[dict]:
-    """The issue's CPU target on `tiny`, 64x48, full model, batch 8, per thread count."""
-    verdicts = []
+def verdicts(rows: list[dict]) -> list[dict]:
+    """The issue's targets on the bundled model (medians of the per-round figures)."""
+    out = []
     for row in rows:
-        if (row['config'], row['lr_size'], row['variant'], row['batch']) == ('tiny', '64x48', 'full', 8):
-            verdicts.append({
-                'threads': row['threads'], 'ort_windows_per_s': row['ort_windows_per_s'],
-                'target_windows_per_s': TARGET_WINDOWS_PER_S,
-                'throughput_met': row['ort_windows_per_s'] >= TARGET_WINDOWS_PER_S,
-                'ort_speedup': row['ort_speedup'], 'target_speedup': TARGET_SPEEDUP,
-                'speedup_met': row['ort_speedup'] >= TARGET_SPEEDUP,
-            })
-    return verdicts
+        if row['model'] != 'bundled':
+            continue
+        if row['batch'] == 8:
+            out.append({'target': 'ORT >= 2x eager at batch 8', 'threads': row['threads'],
+                        'value': row['ort_speedup']['median'], 'met': row['ort_speedup']['median'] >= TARGET_SPEEDUP})
+        if row['batch'] == 8 and row['threads'] == 2:
+            value = row['ort_windows_per_s']['median']
+            out.append({'target': '>= 30 person-windows/s at batch 8 on 2 threads', 'threads': 2, 'value': value,
+                        'met': value >= TARGET_WINDOWS_PER_S})
+        if 'blazepose_static_over_ort' in row:
+            share = 1 / row['blazepose_static_over_ort']['median']
+            out.append({'target': f'<= half of BlazePose (static) per person, StarPose batch {row["batch"]}',
+                        'threads': row['threads'], 'value': share, 'met': share <= TARGET_PEER_SHARE})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--configs', nargs='+', default=['tiny', 'paper'])
+    parser.add_argument('--configs', nargs='+', default=['tiny', 'paper'], choices=['tiny', 'paper'])
     parser.add_argument('--lr-sizes', nargs='+', default=list(SCALES), choices=list(SCALES))
-    parser.add_argument('--variants', nargs='+', default=['full', 'pose_only'], choices=['full', 'pose_only'])
-    parser.add_argument('--batches', nargs='+', type=int, default=[1, 8])
+    parser.add_argument('--pose-only', action='store_true', help='also bicubic + the pose net alone (its share)')
+    parser.add_argument('--batches', nargs='+', type=int, default=[1, 8, 16])
     parser.add_argument('--threads', nargs='+', type=int, default=[1, 2])
-    parser.add_argument('--iterations', type=int, default=10)
-    parser.add_argument('--paper-iterations', type=int, default=2)
-    parser.add_argument('--max-seconds', type=float, default=20.0, help='measurement budget per case and runtime')
-    parser.add_argument('--out', type=Path, default=Path('outputs/bench_model_latency.json'))
+    parser.add_argument('--rounds', type=int, default=7)
+    parser.add_argument('--paper-rounds', type=int, default=3, help='rounds of the paper config (~1 s per batch of 8)')
+    parser.add_argument('--no-bundled', dest='bundled', action='store_false')
+    parser.add_argument('--no-peer', dest='peer', action='store_false', help='leave BlazePose out')
+    parser.add_argument('--teacher-python', type=Path, default=ROOT / '.venv-teacher' / 'bin' / 'python')
+    parser.add_argument('--video', type=Path, default=Path.home() / '.cache' / 'starpose' / 'vtest.avi')
+    parser.add_argument('--quick', action='store_true', help='tiny at 64x48, batch 1 and 8, 1 thread, 2 rounds')
+    parser.add_argument('--out', type=Path, default=ROOT / 'outputs' / 'bench_model_latency.json')
     args = parser.parse_args(argv)
-    load_before = os.getloadavg()
-    print(HEADER)
-    rows: list[dict] = []
+    if args.quick:
+        args.configs, args.lr_sizes, args.batches, args.threads = ['tiny'], ['64x48'], [1, 8], [1]
+    load_before = machine()
+    plan = quick_plan() if args.quick else Plan(rounds=args.rounds)
+    paper_plan = quick_plan() if args.quick else Plan(rounds=args.paper_rounds, calls_per_round=1, max_warmup_calls=4)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.bundled:
+            rows += bench_model('bundled', {'checkpoint': str(BUNDLED)}, args, plan, Path(tmp), with_peer=True)
         for config in args.configs:
-            iterations = args.paper_iterations if config == 'paper' else args.iterations
-            for lr_name in args.lr_sizes:
-                for variant in args.variants:
-                    rows += bench_case(config, lr_name, variant, args.batches, args.threads, iterations,
-                                       args.max_seconds, Path(tmp))
-    verdicts = target_verdicts(rows)
-    for verdict in verdicts:
-        print(f'target tiny@64x48 batch 8, {verdict["threads"]} thread(s): '
-              f'ORT {verdict["ort_windows_per_s"]:.1f} windows/s '
-              f'(target {TARGET_WINDOWS_PER_S:g}: {"met" if verdict["throughput_met"] else "MISSED"}), '
-              f'ORT/eager {verdict["ort_speedup"]:.2f}x (target {TARGET_SPEEDUP:g}x: '
-              f'{"met" if verdict["speedup_met"] else "MISSED"})')
-    result = {
-        'benchmark': 'model_latency_cpu', 'rows': rows, 'targets': verdicts,
-        'environment': {
-            'torch': torch.__version__, 'onnxruntime': ort.__version__, 'threads': args.threads,
-            'cpu_count': os.cpu_count(), 'processor': platform.processor() or platform.machine(),
-            'loadavg_before': load_before, 'loadavg_after': os.getloadavg(),
-        },
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f'wrote {args.out}')
+            for lr in args.lr_sizes:
+                for pose_only in (False, True) if args.pose_only else (False,):
+                    name = f'{config}_{lr}' + ('_pose_only' if pose_only else '')
+                    source = {'config': config, 'scale': SCALES[lr], 'pose_only': pose_only}
+                    rows += bench_model(name, source, args, paper_plan if config == 'paper' else plan, Path(tmp),
+                                        with_peer=False)
+    targets = verdicts(rows)
+    for verdict in targets:
+        print(f'target {verdict["target"]} ({verdict["threads"]} threads): {verdict["value"]:.2f} '
+              f'{"met" if verdict["met"] else "MISSED"}')
+    report(args.out, {'benchmark': 'model_latency_cpu', 'quick': args.quick, 'rows': rows, 'targets': targets},
+           load_before)
     return 0
 
 

@@ -1,27 +1,27 @@
-"""End-to-end latency of the StarPose node on this machine: publisher -> node -> pose array receipt.
+"""The StarPose node on this machine: round trip by people and image size, the bare model call, idle CPU.
 
-The node runs in its own process (`python -m starpose_ros.node`, as `ros2 run` starts it) with the
-given model; this process publishes one frame (bgr8 image + detections with ids), waits for the
-pose array with that stamp, and times the round trip. For each image size and person count it
-reports the end-to-end latency next to the bare backend call for the same batch (the same model
-called here, interleaved frame by frame with the round trips), so the ratio shows what ROS
-transport, decoding, tracking, cropping and publishing add. Each case runs twice: with every
-visual output (overlay, mosaic, SR crops, markers) and with pose arrays only, switched through
-the lifecycle (cleanup, configure, activate).
+Every case owns a node (`python -m starpose_ros.node`, as `ros2 run` starts it, in its own
+namespace) and a client in the case's own process: the client publishes a bgr8 image with
+`persons` 30x80 boxes (ids given), waits for the pose array with that stamp and times the round
+trip; the cases of one image size run in interleaved rounds (`benchmarks/harness.py`). Beside
+each round trip: the node's own `/diagnostics` latency (receipt to published, the last frames of
+that case's node) and the bare backend call at the same batch, timed on its own beforehand (so
+that no ONNX Runtime thread pool of this benchmark runs beside the node's).
 
-    python benchmarks/bench_node_latency.py                       # tiny random model, CPU
-    python benchmarks/bench_node_latency.py --model demo.onnx --frames 50 --out outputs/node.json
+Spinning (issue 15, item 5): two nodes, ONNX Runtime intra-op spinning off and on
+(`STARPOSE_ORT_SPINNING`), in interleaved rounds at a camera-like 10 frames/s: round trip,
+the node's CPU while serving, and its CPU while active with no frames arriving.
+
+    python benchmarks/bench_node_latency.py                  # bundled model, ~10 minutes
+    python benchmarks/bench_node_latency.py --quick          # smoke run
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,94 +33,163 @@ os.environ.pop('ROS_LOCALHOST_ONLY', None)
 os.environ.setdefault('ROS_DOMAIN_ID', str(150 + os.getpid() % 50))
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(REPO_ROOT / 'config' / 'fastdds_profile.xml'))
-os.environ.setdefault('OMP_NUM_THREADS', '2')
 
 import numpy as np  # noqa: E402
-import rclpy  # noqa: E402
-from lifecycle_msgs.msg import Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from bench_model_latency import BUNDLED, ort_call  # noqa: E402
+from harness import Case, Plan, Timed, compare, fmt_spread, machine, quick_plan, report  # noqa: E402
 
-from starpose_msgs.msg import PersonPoseArray, TrackedDetection, TrackedDetectionArray  # noqa: E402
-from starpose_ros.core.backends import create_backend  # noqa: E402
-
-NAMESPACE = '/starpose_bench'
-NODE = f'{NAMESPACE}/starpose_node'
-SETTLE_S = 0.15  # after a pose array the node still publishes the visual outputs: let it finish
 VISUAL_OUTPUTS = ('publish_overlay', 'publish_mosaic', 'publish_sr_crops', 'publish_markers')
+STOP_S = 5.0  # SIGINT, then SIGKILL: a node that hangs must not hang the benchmark
 
 
-class Bench:
-    """A client that drives the node's lifecycle and times frames in lock-step."""
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    with open(f'/proc/{pid}/stat') as stat:
+        fields = stat.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
-    def __init__(self):
-        rclpy.init()
-        self.node = rclpy.create_node('starpose_bench_client')
-        self.images = self.node.create_publisher(Image, f'{NAMESPACE}/image', qos_profile_sensor_data)
-        self.detections = self.node.create_publisher(TrackedDetectionArray, f'{NAMESPACE}/detections', 10)
+
+def stop_node(process: subprocess.Popen) -> str:
+    """SIGINT; SIGKILL after STOP_S. Says how it ended."""
+    if process.poll() is not None:
+        return f'had exited ({process.returncode})'
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(STOP_S)
+        return f'exited on SIGINT ({process.returncode})'
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return f'killed: no exit within {STOP_S:g} s of SIGINT'
+
+
+class NodeRoundTrip:
+    """A node process plus a ROS client in this process; each call is one frame's round trip."""
+
+    def __init__(self, threads: int, model: str, size: str, persons: int, visual: bool, spinning: bool | None,
+                 period_s: float, idle_s: float):
+        import rclpy
+        from lifecycle_msgs.msg import Transition
+
+        self.namespace = f'/starpose_bench_{os.getpid()}'
+        self.fqn = f'{self.namespace}/starpose_node'
+        env = dict(os.environ)
+        if spinning is not None:
+            env['STARPOSE_ORT_SPINNING'] = '1' if spinning else '0'
+        params = {'model_path': model, 'num_threads': threads, 'max_batch': 16,
+                  **{name: visual for name in VISUAL_OUTPUTS}}  # diagnostics every 1 s (default): idle CPU as shipped
+        command = [sys.executable, '-m', 'starpose_ros.node', '--ros-args', '-r', f'__ns:={self.namespace}']
+        for key, value in params.items():
+            command += ['-p', f'{key}:={str(value).lower() if isinstance(value, bool) else value}']
+        self.node = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)
+        self.period_s, self.idle_s = period_s, idle_s
+        self.settle_s = 0.15 if visual else 0.02  # the visual outputs follow the pose array
+        self.serving = [0.0, 0.0]  # node CPU seconds, wall seconds over the calls
+        self.diagnostics: dict[str, str] = {}
         self.answers: dict[int, int] = {}
-        self.node.create_subscription(PersonPoseArray, f'{NAMESPACE}/poses', self._on_poses, 10)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self._start_client()
+        width, height = (int(v) for v in size.split('x'))
+        self.image, self.detections = frame(width, height, persons, np.random.default_rng(0))
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            self._transition(transition)
+        if not any(self._round_trip(timeout=5.0) for _ in range(12)):  # discovery, or a lost best-effort frame
+            raise RuntimeError(f'the node never answered ({stop_node(self.node)})')
 
-    def _on_poses(self, msg: PersonPoseArray) -> None:
+    def _start_client(self) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+
+        from starpose_msgs.msg import PersonPoseArray, TrackedDetectionArray
+
+        self.client = rclpy.create_node('starpose_bench_client', namespace=self.namespace, context=self.context)
+        self.images = self.client.create_publisher(Image, 'image', qos_profile_sensor_data)
+        self.boxes = self.client.create_publisher(TrackedDetectionArray, 'detections', 10)
+        self.client.create_subscription(PersonPoseArray, 'poses', self._on_poses, 10)
+        self.client.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.client)
+        self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spinner.start()
+
+    def _on_poses(self, msg) -> None:
         self.answers[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = time.perf_counter_ns()
 
-    def call(self, srv_type, name: str, request):
-        """Call a service of the node and return its response."""
-        client = self.node.create_client(srv_type, name)
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.hardware_id == self.fqn:
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def _transition(self, transition_id: int) -> None:
+        from lifecycle_msgs.srv import ChangeState
+
+        client = self.client.create_client(ChangeState, f'{self.fqn}/change_state')
         if not client.wait_for_service(timeout_sec=60):
-            raise SystemExit(f'service {name} never appeared; is the node running?')
+            raise RuntimeError(f'no lifecycle service ({stop_node(self.node)})')
+        request = ChangeState.Request()
+        request.transition.id = transition_id
         done = threading.Event()
         future = client.call_async(request)
         future.add_done_callback(lambda _: done.set())
-        if not done.wait(120):
-            raise SystemExit(f'no answer from {name}')
-        self.node.destroy_client(client)
-        return future.result()
+        if not done.wait(120) or not future.result().success:
+            raise RuntimeError(f'transition {transition_id} failed ({stop_node(self.node)})')
+        self.client.destroy_client(client)
 
-    def transition(self, transition_id: int) -> None:
-        """Drive one lifecycle transition; stop the benchmark if it fails."""
-        request = ChangeState.Request()
-        request.transition.id = transition_id
-        if not self.call(ChangeState, f'{NODE}/change_state', request).success:
-            raise SystemExit(f'transition {transition_id} failed; see the node output above')
-
-    def set_parameters(self, **values) -> None:
-        """Set node parameters (they take effect at the next configure)."""
-        parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
-        request = SetParameters.Request(parameters=parameters)
-        self.call(SetParameters, f'{NODE}/set_parameters', request)
-
-    def round_trip_ms(self, image: Image, detections: TrackedDetectionArray, timeout: float = 30.0) -> float | None:
-        """Publish one frame stamped now and wait for its pose array; None if it was lost."""
+    def _round_trip(self, timeout: float = 30.0) -> float | None:
+        """Publish the frame stamped now; seconds until its pose array, None if none came."""
         stamp_ns = time.time_ns()
-        image.header.stamp.sec, image.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-        detections.header = image.header
+        self.image.header.stamp.sec, self.image.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        self.detections.header = self.image.header
         start = time.perf_counter_ns()
-        self.detections.publish(detections)
-        self.images.publish(image)
+        self.boxes.publish(self.detections)
+        self.images.publish(self.image)
         deadline = time.monotonic() + timeout
         while stamp_ns not in self.answers and time.monotonic() < deadline:
-            time.sleep(0.0005)
-        return (self.answers[stamp_ns] - start) / 1e6 if stamp_ns in self.answers else None
+            time.sleep(0.0002)
+        return (self.answers[stamp_ns] - start) / 1e9 if stamp_ns in self.answers else None
 
-    def close(self) -> None:
-        """Stop spinning and shut rclpy down."""
+    def __call__(self) -> Timed:
+        """One round trip, then wait out the frame period; the node's CPU over both is counted."""
+        wall, cpu = time.perf_counter(), _cpu_seconds(self.node.pid)
+        seconds = self._round_trip()
+        if seconds is None:
+            raise RuntimeError('a frame got no answer within 30 s')
+        time.sleep(max(self.settle_s, self.period_s - (time.perf_counter() - wall)))
+        self.serving[0] += _cpu_seconds(self.node.pid) - cpu
+        self.serving[1] += time.perf_counter() - wall
+        return Timed(seconds)
+
+    def extras(self) -> dict:
+        """Node CPU serving and idle (active, no frames), its own latency, and how it stopped."""
+        time.sleep(1.2)  # the next /diagnostics (every 1 s) holds the last frame
+        out = {'node_latency_p50_ms': float(self.diagnostics.get('latency_p50_ms', 'nan')),
+               'node_cpu_percent_serving': 100 * self.serving[0] / max(self.serving[1], 1e-9)}
+        if self.idle_s:
+            cpu = _cpu_seconds(self.node.pid)
+            time.sleep(self.idle_s)
+            out['node_cpu_percent_idle'] = 100 * (_cpu_seconds(self.node.pid) - cpu) / self.idle_s
         self.executor.shutdown()
-        self.thread.join()
-        self.node.destroy_node()
-        rclpy.shutdown()
+        self.client.destroy_node()
+        self.context.try_shutdown()
+        out['node_exit'] = stop_node(self.node)
+        return out
 
 
-def frame(width: int, height: int, persons: int, rng: np.random.Generator) -> tuple[Image, TrackedDetectionArray]:
+def node_case(threads: int, **kwargs):
+    """Harness factory: one node and its client (see `NodeRoundTrip`)."""
+    return NodeRoundTrip(threads, **kwargs)
+
+
+def frame(width: int, height: int, persons: int, rng: np.random.Generator):
     """A noisy bgr8 image and `persons` 30x80 boxes with ids, spread over it."""
+    from sensor_msgs.msg import Image
+
+    from starpose_msgs.msg import TrackedDetection, TrackedDetectionArray
+
     pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     image = Image(height=height, width=width, encoding='bgr8', step=width * 3, data=pixels.tobytes())
     image.header.frame_id = 'camera_optical'
@@ -130,104 +199,82 @@ def frame(width: int, height: int, persons: int, rng: np.random.Generator) -> tu
     return image, TrackedDetectionArray(detections=boxes)
 
 
-class BareBackend:
-    """The same model called directly in this process: the reference each round trip is compared to."""
-
-    def __init__(self, model: Path, threads: int):
-        self.backend = create_backend('onnxruntime', model, intra_op_threads=threads)
-
-    def call_ms(self, persons: int) -> float:
-        """Time of one backend call on a batch of `persons` windows."""
-        batch = np.random.default_rng(0).integers(0, 256, (persons, *self.backend.model_info.input_shape),
-                                                  dtype=np.uint8)
-        start = time.perf_counter()
-        self.backend.infer(batch)
-        return (time.perf_counter() - start) * 1e3
+def bare_calls(model: str, args, plan: Plan) -> dict:
+    """The backend alone at each batch (people per frame), its cases interleaved, before any node runs."""
+    cases = [Case(f'b{n}', ort_call, args.threads, {'onnx': model, 'batch': n}, units=n) for n in args.persons]
+    result = compare(cases, plan)
+    return {n: result['cases'][f'b{n}']['seconds'] for n in args.persons}
 
 
-def tiny_model(directory: Path) -> Path:
-    """Export a randomly initialised tiny model (latency does not depend on trained weights)."""
-    from starpose_model.export import export_onnx, random_model
+def round_trips(model: str, args, plan: Plan, bare: dict) -> list[dict]:
+    """Per image size and visual setting: one node per people count, interleaved."""
+    rows = []
+    for visual in args.visual:
+        for size in args.sizes:
+            cases = [Case(f'{size}_{n}', node_case, args.threads, {'model': model, 'size': size, 'persons': n,
+                          'visual': visual, 'spinning': None, 'period_s': 0.0, 'idle_s': 0.0})
+                     for n in args.persons]
+            result = compare(cases, plan)
+            for n in args.persons:
+                case = result['cases'][f'{size}_{n}']
+                rows.append({'size': size, 'persons': n, 'visual_outputs': visual,
+                             'round_trip_ms': {k: 1000 * v for k, v in case['seconds'].items()},
+                             'bare_call_ms': {k: 1000 * v for k, v in bare[n].items()},
+                             'round_trip_over_bare': case['seconds']['median'] / bare[n]['median'], **case['extras']})
+                row = rows[-1]
+                print(f'{size:>10} {n:>3} {"on" if visual else "off":>4} {fmt_spread(row["round_trip_ms"]):>22} '
+                      f'{row["node_latency_p50_ms"]:>9.1f} {fmt_spread(row["bare_call_ms"]):>22} '
+                      f'{row["round_trip_over_bare"]:>6.2f}  {row["node_exit"]}', flush=True)
+    return rows
 
-    path = directory / 'starpose_tiny_random.onnx'
-    export_onnx(random_model('tiny', seed=0), path)
-    return path
+
+def spinning(model: str, args, plan: Plan) -> dict:
+    """Spinning off vs on: round trip and node CPU at 10 frames/s, then idle CPU (active, no frames)."""
+    cases = [Case(f'spinning_{state}', node_case, args.threads,
+                  {'model': model, 'size': '640x480', 'persons': args.spin_persons, 'visual': False,
+                   'spinning': state == 'on', 'period_s': 0.1, 'idle_s': args.idle_s})
+             for state in ('off', 'on')]
+    result = compare(cases, plan)
+    out = {}
+    for name, case in result['cases'].items():
+        out[name] = {'round_trip_ms': {k: 1000 * v for k, v in case['seconds'].items()}, **case['extras']}
+        print(f'{name:<13} round trip {fmt_spread(out[name]["round_trip_ms"])} ms, node CPU serving 10 fps '
+              f'{case["extras"]["node_cpu_percent_serving"]:.1f} %, idle {case["extras"]["node_cpu_percent_idle"]:.2f} '
+              f'% of one core; {case["extras"]["node_exit"]}')
+    return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', type=Path, help='ONNX model (default: a randomly initialised tiny model)')
-    parser.add_argument('--frames', type=int, default=15, help='timed frames per case (after 3 warm-up frames)')
-    parser.add_argument('--sizes', default='640x480,1920x1080')
-    parser.add_argument('--persons', default='1,5')
+    parser.add_argument('--model', type=Path, default=BUNDLED, help='.pt or .onnx (default: the bundled model)')
+    parser.add_argument('--sizes', nargs='+', default=['640x480', '1920x1080'])
+    parser.add_argument('--persons', nargs='+', type=int, default=[1, 2, 4, 8, 16])
+    parser.add_argument('--visual', nargs='+', type=lambda v: v == 'on', default=[False, True],
+                        help='off: pose arrays only; on: also overlay, mosaic, SR crops, markers')
     parser.add_argument('--threads', type=int, default=2, help='ONNX Runtime threads (node and bare backend)')
+    parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--idle-s', type=float, default=10.0, help='idle CPU measurement per spinning case')
+    parser.add_argument('--spin-persons', type=int, default=4)
+    parser.add_argument('--quick', action='store_true', help='640x480, 1 and 2 people, outputs off, 2 rounds')
     parser.add_argument('--out', type=Path, default=REPO_ROOT / 'outputs' / 'bench_node_latency.json')
-    args = parser.parse_args()
-    sizes = [tuple(int(v) for v in size.split('x')) for size in args.sizes.split(',')]
-    person_counts = [int(v) for v in args.persons.split(',')]
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.persons, args.visual, args.idle_s = ['640x480'], [1, 2], [False], 2.0
+    from starpose_ros.core.models import resolve_model
 
-    with tempfile.TemporaryDirectory() as scratch:
-        model = args.model or tiny_model(Path(scratch))
-        node = subprocess.Popen([sys.executable, '-m', 'starpose_ros.node', '--ros-args', '-r', f'__ns:={NAMESPACE}',
-                                 '-p', f'model_path:={model}', '-p', f'num_threads:={args.threads}'], cwd=REPO_ROOT)
-        bench = Bench()
-        bare = BareBackend(model, args.threads)
-        rows = []
-        try:
-            for outputs_on in (True, False):
-                bench.set_parameters(**{name: outputs_on for name in VISUAL_OUTPUTS})
-                bench.transition(Transition.TRANSITION_CONFIGURE)
-                bench.transition(Transition.TRANSITION_ACTIVATE)
-                rng = np.random.default_rng(0)
-                for width, height in sizes:
-                    for persons in person_counts:
-                        image, detections = frame(width, height, persons, rng)
-                        # discovery, or a lost best-effort frame: retry until one answer comes back
-                        if not any(bench.round_trip_ms(image, detections, timeout=5.0) for _ in range(12)):
-                            raise SystemExit('the node never answered; see its output above')
-                        bare.call_ms(persons)
-                        for _ in range(2):
-                            bench.round_trip_ms(image, detections)
-                        # interleaved, so that both see the same load on a shared machine
-                        times, bare_times = [], []
-                        for _ in range(args.frames):
-                            bare_times.append(bare.call_ms(persons))
-                            times.append(bench.round_trip_ms(image, detections))
-                            time.sleep(SETTLE_S)
-                        times = [t for t in times if t is not None]
-                        rows.append({'size': f'{width}x{height}', 'persons': persons, 'visual_outputs': outputs_on,
-                                     'frames': len(times), 'lost': args.frames - len(times),
-                                     'e2e_p50_ms': float(np.percentile(times, 50)),
-                                     'e2e_p95_ms': float(np.percentile(times, 95)),
-                                     'backend_p50_ms': float(np.median(bare_times)),
-                                     'e2e_over_backend': float(np.median(times) / np.median(bare_times))})
-                        print_row(rows[-1])
-                bench.transition(Transition.TRANSITION_DEACTIVATE)
-                bench.transition(Transition.TRANSITION_CLEANUP)
-        finally:
-            bench.close()
-            node.send_signal(signal.SIGINT)
-            node.wait(timeout=30)
-
-    report = {'benchmark': 'node end-to-end latency', 'model': str(args.model or 'tiny (random weights)'),
-              'backend': 'onnxruntime CPU', 'threads': args.threads, 'cpu_count': os.cpu_count(),
-              'machine': platform.processor() or platform.machine(), 'load_average_1min': os.getloadavg()[0],
-              'rows': rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f'wrote {args.out}')
+    model = str(resolve_model(args.model, 'onnxruntime')[0])
+    load_before = machine()
+    plan = quick_plan() if args.quick else Plan(rounds=args.rounds, calls_per_round=5, stable_tolerance=0.2)
+    spin_plan = quick_plan() if args.quick else Plan(rounds=args.rounds, calls_per_round=10, stable_tolerance=0.3)
+    bare = bare_calls(model, args, plan)
+    print(f'{"size":>10} {"ppl":>3} {"vis":>4} {"round trip ms":>22} {"node p50":>9} {"bare call ms":>22} '
+          f'{"ratio":>6}')
+    rows = round_trips(model, args, plan, bare)
+    spin = spinning(model, args, spin_plan)
+    report(args.out, {'benchmark': 'node_latency', 'model': str(args.model), 'onnx': model, 'threads': args.threads,
+                      'quick': args.quick, 'rows': rows, 'spinning': spin}, load_before)
     return 0
 
 
-def print_row(row: dict) -> None:
-    if not hasattr(print_row, 'header_done'):
-        print(f'{"size":>10} {"persons":>7} {"visual":>6} {"e2e p50 ms":>10} {"e2e p95 ms":>10} '
-              f'{"backend ms":>10} {"e2e/backend":>11} {"lost":>4}')
-        print_row.header_done = True
-    print(f'{row["size"]:>10} {row["persons"]:>7} {"on" if row["visual_outputs"] else "off":>6} '
-          f'{row["e2e_p50_ms"]:>10.1f} {row["e2e_p95_ms"]:>10.1f} {row["backend_p50_ms"]:>10.1f} '
-          f'{row["e2e_over_backend"]:>11.2f} {row["lost"]:>4}')
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

@@ -31,6 +31,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from bench_model_latency import ort_call
+from harness import Case, Plan, compare, fmt_spread
 
 from starpose_model import crops
 from starpose_model.inference import METHOD_TITLES
@@ -221,26 +223,14 @@ def filmstrip(path: Path, frames, images, video, crops_by_method: dict, poses_by
         cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
 
 
-def throughput(model: Path, threads: int, batch: int = 8, rounds: int = 30) -> dict:
-    """ONNX Runtime person-windows/s of the model at `batch` (the node's CPU runtime)."""
-    from starpose_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
-
+def throughput(model: Path, threads: int, batch: int = 8, rounds: int = 7) -> dict:
+    """ONNX Runtime person-windows/s of the model at `batch` (the node's CPU runtime), through the harness."""
     onnx, _ = resolve_model(model, 'onnxruntime')
-    backend = OnnxRuntimeBackend(onnx, intra_op_threads=threads)
-    info = backend.model_info
-    windows = np.random.default_rng(0).integers(0, 255, (batch, *info.input_shape), dtype=np.uint8)
-    for _ in range(3):
-        backend.infer(windows)
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        backend.infer(windows)
-        times.append(time.perf_counter() - start)
-    backend.close()
-    median = float(np.median(times))
-    return {'batch': batch, 'threads': threads, 'ms_per_window': 1000 * median / batch,
-            'windows_per_s': batch / median, 'min_ms_per_batch': 1000 * min(times),
-            'max_ms_per_batch': 1000 * max(times)}
+    case = Case('ort', ort_call, threads, {'onnx': str(onnx), 'batch': batch}, units=batch)
+    timed = compare([case], Plan(rounds=rounds))['cases']['ort']
+    return {'batch': batch, 'threads': threads, 'ms_per_window': timed['ms_per_unit']['median'],
+            'windows_per_s': timed['units_per_s']['median'], 'ms_per_window_spread': timed['ms_per_unit'],
+            'rounds': rounds}
 
 
 def markdown(rows: list[dict], speed: dict, meta: dict) -> str:
@@ -254,7 +244,8 @@ def markdown(rows: list[dict], speed: dict, meta: dict) -> str:
                      + f" | {r['oks_ap']:.3f} | {r['answered']:.2f} | {r['people']} | {r['ms_per_person']:.1f} |")
     if speed:
         lines += ['', f"ONNX Runtime, batch {speed['batch']}, {speed['threads']} threads: "
-                  f"{speed['windows_per_s']:.1f} person-windows/s ({speed['ms_per_window']:.2f} ms per window)"]
+                  f"{speed['windows_per_s']:.1f} person-windows/s ({fmt_spread(speed['ms_per_window_spread'], 2)} "
+                  f"ms per window over {speed['rounds']} rounds)"]
     lines += ['', f"Detector-box rows: PCK over the people HOG found (detected share per scale: "
               f"{meta['detected_share']})."]
     return '\n'.join(lines) + '\n'

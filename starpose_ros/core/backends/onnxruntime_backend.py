@@ -1,6 +1,7 @@
 """ONNX Runtime backend: runs the exported StarPose graph on the CPU or, when present, CUDA."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,12 @@ from .base import BackendError, InferenceBackend, InferenceOutput, ModelInfo
 
 _METADATA_PREFIX = 'starpose.'
 _DEVICES = ('cpu', 'cuda', 'auto')
+SPINNING_ENV = 'STARPOSE_ORT_SPINNING'  # '1': let idle ONNX Runtime threads spin (node and replay)
+
+
+def spinning_default() -> bool:
+    """Off unless `STARPOSE_ORT_SPINNING=1`: spinning threads burn a core between frames (docs/benchmarks.md)."""
+    return os.environ.get(SPINNING_ENV, '0') == '1'
 
 
 def _model_info_from(session, path: Path) -> ModelInfo:
@@ -56,11 +63,13 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     `device`: 'cpu', 'cuda' (fails when the CUDA provider is missing) or 'auto' (CUDA if the
     installed onnxruntime has it, else CPU). `intra_op_threads` 0 lets ONNX Runtime choose.
+    `allow_spinning` (default: `spinning_default()`) lets the thread pools busy-wait for work
+    instead of sleeping; off, a camera-rate node leaves the CPU to the driver and the detector.
     """
 
     name = 'onnxruntime'
 
-    def __init__(self, model_path, device: str = 'cpu', intra_op_threads: int = 0):
+    def __init__(self, model_path, device: str = 'cpu', intra_op_threads: int = 0, allow_spinning: bool | None = None):
         import onnxruntime as ort
 
         if device not in _DEVICES:
@@ -75,6 +84,10 @@ class OnnxRuntimeBackend(InferenceBackend):
         providers = (['CUDAExecutionProvider'] if device != 'cpu' and has_cuda else []) + ['CPUExecutionProvider']
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(intra_op_threads)
+        spinning = '1' if (spinning_default() if allow_spinning is None else allow_spinning) else '0'
+        options.add_session_config_entry('session.intra_op.allow_spinning', spinning)
+        options.add_session_config_entry('session.inter_op.allow_spinning', spinning)
+        self.allow_spinning = spinning == '1'
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types for every parse/load failure
