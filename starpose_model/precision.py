@@ -175,8 +175,9 @@ def quantize_int8(model: onnx.ModelProto, windows: np.ndarray, pattern: str = DE
                   batch: int = 8) -> onnx.ModelProto:
     """An INT8 Q/DQ copy of an FP32 graph, calibrated on uint8 LR `windows` (N, T, h, w, 3).
 
-    Q/DQ pairs as TensorRT reads them: symmetric INT8 activations and weights, weights per
-    output channel; the FP32 regions get no Q/DQ and so stay FP32 in a strongly typed engine.
+    Q/DQ pairs as TensorRT reads them: symmetric INT8 activations and weights (zero points 0),
+    weights per output channel, biases left float (TensorRT has no INT32 dequantisation); the
+    FP32 regions get no Q/DQ and so stay FP32 in a strongly typed engine.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -193,7 +194,7 @@ def quantize_int8(model: onnx.ModelProto, windows: np.ndarray, pattern: str = DE
         quantize_static(str(source), str(target), _calibration_reader(model.graph.input[0].name, windows, batch),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         per_channel=True, nodes_to_exclude=keep, calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True})
+                        extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True, 'QuantizeBias': False})
         quantized = onnx.load(str(target))
     _set_metadata(quantized, {PRECISION_KEY: 'int8', FP32_SCOPE_KEY: pattern})
     return quantized
