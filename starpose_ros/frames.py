@@ -33,12 +33,16 @@ def image_folder_frames(folder: Path) -> tuple[list[Path], Iterator[np.ndarray]]
     return files, frames()
 
 
-def video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
-    """The file's frame rate (0 if unknown) and an iterator of its RGB frames."""
+def video_frames(path: Path) -> tuple[float, int, Iterator[np.ndarray]]:
+    """The frame rate (0 if unknown), the frame count the container claims (0 if unknown), the frames.
+
+    A truncated file yields fewer frames than it claims; the caller compares and warns.
+    """
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise FrameSourceError(f'{path}: OpenCV cannot open this video')
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    claimed = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
 
     def frames():
         try:
@@ -49,4 +53,4 @@ def video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
                 yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         finally:
             capture.release()
-    return fps, frames()
+    return fps, claimed, frames()

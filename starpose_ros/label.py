@@ -165,7 +165,7 @@ def read_frames(source: Path, frames: range | None):
     if source.is_dir():
         _files, stream = image_folder_frames(source)
     else:
-        _fps, stream = video_frames(source)
+        _fps, _claimed, stream = video_frames(source)
     for index, frame in enumerate(stream):
         if frames is not None and index >= frames.stop:
             stream.close()  # releases the video

@@ -12,16 +12,19 @@ node (`ros2 bag play`) or evaluated (`starpose-bag-eval`, with the same JSON as 
 from __future__ import annotations
 
 import argparse
+import logging
+import shutil
 import sys
 from pathlib import Path
 
 import cv2
 
-from starpose_ros import bagio
+from starpose_ros import argtypes, bagio
 from starpose_ros.core.types import Detection
 from starpose_ros.frames import FrameSourceError, image_folder_frames, video_frames
 
 DEFAULT_START_NS = 1_700_000_000 * 10**9
+LOG = logging.getLogger('starpose-video2bag')
 Video2BagError = FrameSourceError  # one error for "this input cannot be read or turned into a bag"
 
 
@@ -51,11 +54,15 @@ def convert(source, output, posetrack_json=None, fps: float | None = None, stora
     source, output = Path(source), Path(output)
     if output.exists():
         raise Video2BagError(f'{output} exists already (rosbag2 writers never overwrite)')
+    unwritable = argtypes.creatable(output)
+    if unwritable:
+        raise Video2BagError(f'cannot create {output}: {unwritable}')
+    claimed = 0
     if source.is_dir():
         _files, frames = image_folder_frames(source)
         source_fps = 0.0
     elif source.is_file():
-        source_fps, frames = video_frames(source)
+        source_fps, claimed, frames = video_frames(source)
     else:
         raise Video2BagError(f'input not found: {source}')
     fps = fps or source_fps or 25.0
@@ -70,25 +77,18 @@ def convert(source, output, posetrack_json=None, fps: float | None = None, stora
     period = int(round(1e9 / fps))
     typestore = bagio.starpose_typestore()
     image_topic = '/image' if image_format in ('rgb8', 'bgr8') else '/image/compressed'
-    count, size = 0, None
-    with bagio.BagWriter(output, storage=storage, typestore=typestore) as bag:
-        for index, rgb in enumerate(frames):
-            if max_frames is not None and index >= max_frames:
-                break
-            stamp = start_ns + index * period
-            if downscale > 1:
-                rgb = cv2.resize(rgb, (rgb.shape[1] // downscale, rgb.shape[0] // downscale),
-                                 interpolation=cv2.INTER_AREA)
-            if image_format in ('rgb8', 'bgr8'):
-                bag.write(image_topic, bagio.image_message(typestore, rgb, stamp, frame_id, image_format))
-            else:
-                bag.write(image_topic, bagio.compressed_image_message(typestore, rgb, stamp, frame_id, image_format))
-            if boxes is not None:
-                detections = boxes[index] if index < len(boxes) else []
-                bag.write('/detections', bagio.detections_message(typestore, detections, stamp, frame_id))
-            size = rgb.shape[1::-1]
-            count += 1
+    try:
+        with bagio.BagWriter(output, storage=storage, typestore=typestore) as bag:
+            count, size = _write_frames(bag, typestore, frames, boxes, image_format, frame_id, start_ns, period,
+                                        max_frames, downscale)
+    except (Video2BagError, bagio.BagIOError, OSError) as error:  # a bad frame, a full disk: no partial bag left
+        shutil.rmtree(output, ignore_errors=True)
+        raise Video2BagError(f'{error} (no bag written: {output} removed)') from error
+    if claimed and count < claimed and (max_frames is None or count < max_frames):
+        LOG.warning('%s: read %d of the %d frames its container claims (truncated or damaged file?); the bag '
+                    'has the %d that could be read', source, count, claimed, count)
     if count == 0:
+        shutil.rmtree(output, ignore_errors=True)
         raise Video2BagError(f'{source}: no frames could be read')
     if boxes is not None and len(boxes) != count and max_frames is None:
         raise Video2BagError(f'{posetrack_json} has {len(boxes)} frames but {source} has {count}: not the same clip '
@@ -97,21 +97,45 @@ def convert(source, output, posetrack_json=None, fps: float | None = None, stora
     return {'bag': str(output), 'frames': count, 'fps': fps, 'size': size, 'topics': topics, 'storage': storage}
 
 
+def _write_frames(bag, typestore, frames, boxes, image_format, frame_id, start_ns, period, max_frames, downscale):
+    """Write every frame (and its boxes); return (frames written, last frame's width and height)."""
+    image_topic = '/image' if image_format in ('rgb8', 'bgr8') else '/image/compressed'  # as in convert's summary
+    count, size = 0, None
+    for index, rgb in enumerate(frames):
+        if max_frames is not None and index >= max_frames:
+            break
+        stamp = start_ns + index * period
+        if downscale > 1:
+            rgb = cv2.resize(rgb, (rgb.shape[1] // downscale, rgb.shape[0] // downscale), interpolation=cv2.INTER_AREA)
+        if image_format in ('rgb8', 'bgr8'):
+            bag.write(image_topic, bagio.image_message(typestore, rgb, stamp, frame_id, image_format))
+        else:
+            bag.write(image_topic, bagio.compressed_image_message(typestore, rgb, stamp, frame_id, image_format))
+        if boxes is not None:
+            detections = boxes[index] if index < len(boxes) else []
+            bag.write('/detections', bagio.detections_message(typestore, detections, stamp, frame_id))
+        size = rgb.shape[1::-1]
+        count += 1
+    return count, size
+
+
 def main(argv=None) -> int:
     """Entry point of `starpose-video2bag`."""
     parser = argparse.ArgumentParser(prog='starpose-video2bag', description=__doc__.split('\n\n')[0])
     parser.add_argument('input', type=Path, help='video file or folder of images (name order)')
     parser.add_argument('output', type=Path, help='rosbag2 directory to create')
     parser.add_argument('--posetrack-json', type=Path, help='PoseTrack JSON of the clip: /detections with its boxes')
-    parser.add_argument('--fps', type=float, help='frame rate of the stamps (default: the video\'s, else 25)')
+    parser.add_argument('--fps', type=argtypes.number(1e-3),
+                        help='frame rate of the stamps (default: the video\'s, else 25)')
     parser.add_argument('--storage', choices=sorted(bagio.STORAGES), default='sqlite3')
     parser.add_argument('--image-format', choices=('rgb8', 'bgr8', 'jpeg', 'png'), default='rgb8')
     parser.add_argument('--frame-id', default='camera')
     parser.add_argument('--start-ns', type=int, default=DEFAULT_START_NS, help='stamp of the first frame')
-    parser.add_argument('--max-frames', type=int)
-    parser.add_argument('--downscale', type=int, default=1,
+    parser.add_argument('--max-frames', type=argtypes.count(1))
+    parser.add_argument('--downscale', type=argtypes.count(1), default=1,
                         help='shrink frames (and boxes) by this factor (cv2.INTER_AREA): a farther camera')
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format='%(name)s: %(levelname)s: %(message)s')
     try:
         summary = convert(args.input, args.output, args.posetrack_json, args.fps, args.storage, args.image_format,
                           args.frame_id, args.start_ns, args.max_frames, args.downscale)

@@ -280,3 +280,12 @@ def test_difficulty_changes_image_quality_not_geometry():
     assert hard_error > 3 * easy_error
     # The same seed gives the same people and motion at any difficulty (only the scene's extras differ).
     np.testing.assert_array_equal(easy.people[0].height_px, hard.people[0].height_px)
+
+
+def test_cli_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    (tmp_path / 'notes.txt').write_text('mine')
+    assert synth_main(['generate', str(tmp_path / 'notes.txt' / 'data'), '--preset', 'small', '--frames', '2',
+                       '--quiet']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('starpose-synth: error: cannot write') and err.count('\n') == 1
+    assert (tmp_path / 'notes.txt').read_text() == 'mine'

@@ -1,6 +1,8 @@
 """starpose-video2bag: image folders and video files become rosbag2 files the node and bag-eval read."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -74,3 +76,67 @@ def test_bad_inputs_are_named(clip, tmp_path):
         (three / image.name).write_bytes(image.read_bytes())
     with pytest.raises(Video2BagError, match='has 4 frames but .* has 3'):
         convert(three, tmp_path / 'short_bag', annotations)
+
+
+def _video(path, frames: int):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), 10.0, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))  # noise: every frame is large
+    writer.release()
+    return path
+
+
+def test_a_truncated_video_is_converted_with_a_warning(tmp_path, caplog):
+    whole = _video(tmp_path / 'whole.avi', 40)  # AVI: the frame count is in the header, before the frames
+    cut = tmp_path / 'cut.avi'
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) // 3])
+    capture = cv2.VideoCapture(str(cut))
+    assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 40
+    capture.release()
+    summary = convert(cut, tmp_path / 'bag')
+    assert 0 < summary['frames'] < 40
+    assert f"read {summary['frames']} of the 40 frames its container claims" in caplog.text
+    caplog.clear()
+    convert(whole, tmp_path / 'whole_bag')
+    assert 'claims' not in caplog.text
+
+
+def test_a_corrupt_image_leaves_no_partial_bag(clip, tmp_path, capsys):
+    folder, _annotations = clip
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    for index, image in enumerate(sorted(folder.glob('*.jpg'))):
+        (broken / image.name).write_bytes(b'not a jpeg' if index == 2 else image.read_bytes())
+    assert main([str(broken), str(tmp_path / 'bag')]) == 1
+    err = capsys.readouterr().err
+    assert 'OpenCV cannot read this image' in err and 'removed' in err and err.count('\n') == 1
+    assert not (tmp_path / 'bag').exists()  # the next run is not told "exists already"
+    (broken / sorted(folder.glob('*.jpg'))[2].name).write_bytes(sorted(folder.glob('*.jpg'))[2].read_bytes())
+    assert main([str(broken), str(tmp_path / 'bag')]) == 0
+
+
+def test_an_output_that_cannot_be_created_is_one_line_before_any_frame(clip, tmp_path, capsys, monkeypatch):
+    from starpose_ros import argtypes
+
+    folder, _annotations = clip
+    (tmp_path / 'notes.txt').write_text('mine')
+    assert main([str(folder), str(tmp_path / 'notes.txt' / 'bag')]) == 1
+    assert 'notes.txt is a file, not a folder' in capsys.readouterr().err
+    locked = tmp_path / 'locked'
+    locked.mkdir(mode=0o555)
+    # root may write anywhere, so the permission answer is taken from os.access, as a user would get it
+    monkeypatch.setattr(argtypes.os, 'access', lambda path, mode: Path(path) != locked)
+    assert main([str(folder), str(locked / 'bag')]) == 1
+    err = capsys.readouterr().err
+    assert 'is not writable' in err and err.count('\n') == 1 and not (locked / 'bag').exists()
+
+
+def test_impossible_numbers_are_argparse_errors(clip, tmp_path, capsys):
+    folder, _annotations = clip
+    for flag in ('--max-frames=0', '--downscale=-2', '--fps=nan'):
+        with pytest.raises(SystemExit) as stopped:
+            main([str(folder), str(tmp_path / 'bag'), flag])
+        assert stopped.value.code == 2
+    assert not (tmp_path / 'bag').exists()

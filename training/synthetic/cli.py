@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError, IndexError) as err:
         print(f'starpose-synth: error: {err}', file=sys.stderr)
         return 2
+    except OSError as err:  # a read-only or full output: the first frame's write fails, nothing is removed
+        print(f'starpose-synth: error: cannot write {err.filename or args.out}: {err.strerror or err}', file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':
