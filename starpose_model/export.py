@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--fp32-scope', default=DEFAULT_FP32_SCOPE_PATTERN,
                         help='regex of module paths kept FP32 under fp16/int8 (default: the linear attention)')
     args = parser.parse_args(argv)
+    if args.precision == 'int8' and args.calibration_data is None:
+        parser.error('--precision int8 needs --calibration-data (uint8 LR windows, .npy)')
     torch.set_num_threads(min(torch.get_num_threads(), 4))
     try:
         if args.checkpoint is not None:

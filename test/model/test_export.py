@@ -10,10 +10,19 @@ import torch.nn.functional as F
 
 from starpose_model.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_inference_model, save_checkpoint
 from starpose_model.config import get_config
-from starpose_model.export import ExportCheckError, check_onnx, example_input, main, random_model, read_metadata
+from starpose_model.export import (
+    ExportCheckError,
+    check_onnx,
+    example_input,
+    main,
+    random_model,
+    read_metadata,
+    write_precision_graph,
+)
 from starpose_model.heatmaps import decode_argmax
 from starpose_model.hrnet import build_pose_net, imagenet_normalize
 from starpose_model.inference import StarPoseInference
+from starpose_model.precision import PRECISION_KEY, PrecisionError
 from starpose_model.star_pose import StarPoseSR
 
 torch.set_num_threads(2)
@@ -201,3 +210,23 @@ def test_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     assert main(['--checkpoint', str(tmp_path / 'absent.pt'), '--output', str(tmp_path / 'x.onnx')]) == 1
     assert 'absent.pt: no such checkpoint file' in capsys.readouterr().err
     assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_precision_graphs_are_written_with_their_plan(exported, tmp_path):
+    fp16 = write_precision_graph(exported, tmp_path / 'sub' / 'tiny.fp16.onnx', 'fp16')
+    assert read_metadata(fp16)[PRECISION_KEY] == 'fp16'
+    windows = np.random.default_rng(0).integers(0, 256, (4, 5, 64, 48, 3), dtype=np.uint8)
+    np.save(tmp_path / 'windows.npy', windows)
+    int8 = write_precision_graph(exported, tmp_path / 'tiny.int8.onnx', 'int8', tmp_path / 'windows.npy')
+    assert read_metadata(int8)[PRECISION_KEY] == 'int8'
+    assert {n.op_type for n in onnx.load(str(int8)).graph.node} >= {'QuantizeLinear', 'DequantizeLinear'}
+    session = ort.InferenceSession(str(int8), providers=['CPUExecutionProvider'])
+    assert session.run(['keypoints'], {'lr_frames': windows})[0].shape == (4, 17, 3)
+    with pytest.raises(PrecisionError, match='already fp16'):
+        write_precision_graph(fp16, tmp_path / 'again.onnx', 'fp16')
+
+
+def test_cli_int8_without_calibration_data_is_refused_before_exporting(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(['--config', 'tiny', '--output', str(tmp_path / 'x.onnx'), '--precision', 'int8'])
+    assert '--calibration-data' in capsys.readouterr().err and not (tmp_path / 'x.onnx').exists()
