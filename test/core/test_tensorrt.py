@@ -397,6 +397,23 @@ def test_precision_graph_is_derived_once_and_keyed(tiny_onnx, tiny_model, tmp_pa
         precision_graph(tiny_onnx, BuildOptions('fp16', fp32_scope_pattern='no_such_module'), tmp_path, info)
 
 
+def test_int8_graph_follows_its_calibration_data(tiny_onnx, tiny_model, tmp_path):
+    info = model_info_from_metadata(model_metadata(tiny_model), 'tiny')
+    rng = np.random.default_rng(0)
+    graphs = []
+    for name in ('a.npy', 'b.npy'):
+        np.save(tmp_path / name, rng.integers(0, 256, (2, 5, 64, 48, 3), dtype=np.uint8))
+        graphs.append(precision_graph(tiny_onnx, BuildOptions('int8', calibration_data=str(tmp_path / name)),
+                                      tmp_path, info))
+    assert graphs[0] != graphs[1]
+    model = onnx.load(str(graphs[0]))
+    assert graph_precision(model) == 'int8' and find_tensorrt_issues(model) == []
+    assert 'QuantizeLinear' in {n.op_type for n in model.graph.node}
+    np.save(tmp_path / 'wrong.npy', np.zeros((2, 5, 8, 6, 3), np.uint8))
+    with pytest.raises(EngineError, match=r'wrong\.npy: calibration windows are uint8 \(2, 5, 8, 6, 3\)'):
+        precision_graph(tiny_onnx, BuildOptions('int8', calibration_data=str(tmp_path / 'wrong.npy')), tmp_path, info)
+
+
 def test_check_only_command_prints_plan_and_trtexec(onnx_file, tmp_path, capsys):
     assert main(['--onnx', str(onnx_file), '--check-only', '--max-batch', '8', '--precision', 'fp32',
                  '--cache-dir', str(tmp_path)]) == 0

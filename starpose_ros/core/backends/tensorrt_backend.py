@@ -69,9 +69,11 @@ class TensorRTBackend(InferenceBackend):
                     self._runtime, onnx_path, engine_path, cache_dir, options, env, force_engine_rebuild)
                 self._model_info = model_info_from_metadata(sidecar.get('model_metadata', {}), str(self.engine_path))
                 self._runner = self._make_runner(runtime_module)
-        except BackendError:
+        except Exception as error:  # a CUDA/TensorRT failure must fail the node's configure, not crash it
             self.close()
-            raise
+            if isinstance(error, BackendError):
+                raise
+            raise EngineError(f'TensorRT backend set-up failed: {self._first_line(error)}') from error
         LOG.info('TensorRT engine %s ready: batch <= %d, %s', self.engine_path, self.max_batch, self._model_info)
 
     def _make_runner(self, runtime_module: ModuleType):

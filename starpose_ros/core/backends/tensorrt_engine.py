@@ -24,7 +24,6 @@ import onnx
 from starpose_model.precision import (
     DEFAULT_FP32_SCOPE_PATTERN,
     PRECISIONS,
-    PrecisionError,
     graph_precision,
     quantize_int8,
     to_fp16,
@@ -323,14 +322,17 @@ def precision_graph(onnx_path, options: BuildOptions, cache_dir, model_info: Mod
     target = Path(cache_dir) / f'{Path(onnx_path).stem}.{options.precision}.{digest}.onnx'
     if target.is_file():
         return target
+    if options.precision == 'int8':
+        windows = load_calibration_windows(options.calibration_data, model_info)
     try:
         if options.precision == 'fp16':
             derived = to_fp16(model, options.fp32_scope_pattern)
         else:
-            windows = load_calibration_windows(options.calibration_data, model_info)
             derived = quantize_int8(model, windows, options.fp32_scope_pattern, CALIBRATION_BATCH)
-    except PrecisionError as error:
-        raise EngineError(f'{onnx_path}: no {options.precision} graph: {error}') from error
-    atomic_write(target, derived.SerializeToString())
-    onnx.checker.check_model(str(target))
+        atomic_write(target, derived.SerializeToString())
+        onnx.checker.check_model(str(target))
+    except Exception as error:  # the ONNX / ONNX Runtime tools raise their own types: one line with the reason
+        target.unlink(missing_ok=True)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EngineError(f'{onnx_path}: no {options.precision} graph: {reason}') from error
     return target
