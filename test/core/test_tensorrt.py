@@ -8,7 +8,6 @@ machine) and is skipped with the reason otherwise.
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import numpy as np
 import onnx
@@ -19,23 +18,14 @@ from starpose_model.precision import graph_precision
 from starpose_ros.core.backends.base import ModelInfo
 from starpose_ros.core.backends.tensorrt_cli import main, trtexec_command
 from starpose_ros.core.backends.tensorrt_engine import (
-    BuildEnvironment,
     BuildOptions,
-    after_failed_load,
-    choose_engine,
-    engine_key,
-    file_sha256,
     load_calibration_windows,
     precision_graph,
     read_sidecar,
-    sidecar_path,
-    timing_cache_path,
-    write_engine,
 )
 from starpose_ros.core.backends.tensorrt_onnx import (
     BatchProfile,
     EngineError,
-    EngineMismatchError,
     TensorSpec,
     UnsupportedOnnxError,
     check_onnx_for_tensorrt,
@@ -47,10 +37,7 @@ from starpose_ros.core.backends.tensorrt_onnx import (
     plan_buffers,
     profile_shapes,
 )
-
-JETSON = BuildEnvironment('10.3.0', 'Orin', '8.7', 16, 62841)  # AGX Orin 64 GB
-ORIN_NX = BuildEnvironment('10.3.0', 'Orin', '8.7', 8, 15656)  # same name and sm_87, another chip
-DESKTOP = BuildEnvironment('10.3.0', 'NVIDIA GeForce RTX 3090', '8.6', 82, 24245)
+from test.core.tensorrt_models import contract_like_model, graph_model
 
 
 @pytest.fixture(scope='module')
@@ -62,28 +49,6 @@ def tiny_onnx(tiny_model_files):
 @pytest.fixture(scope='module')
 def tiny_model(tiny_onnx):
     return onnx.load(str(tiny_onnx))
-
-
-def _graph_model(nodes, inputs, outputs, opset=18, initializers=()):
-    graph = helper.make_graph(nodes, 'g', inputs, outputs, initializer=list(initializers))
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', opset)])
-
-
-def _contract_like_model(path):
-    """A small graph with the inference contract's I/O that TensorRT can build (Cast at both ends)."""
-    lr = helper.make_tensor_value_info('lr_frames', TensorProto.UINT8, ['batch', 5, 8, 6, 3])
-    sr = helper.make_tensor_value_info('sr_image', TensorProto.UINT8, ['batch', 8, 6, 3])
-    keypoints = helper.make_tensor_value_info('keypoints', TensorProto.FLOAT, ['batch', 8, 6, 3])
-    axes = helper.make_tensor('axes', TensorProto.INT64, [1], [1])
-    nodes = [helper.make_node('Cast', ['lr_frames'], ['f'], to=TensorProto.FLOAT, name='cast_in'),
-             helper.make_node('ReduceMean', ['f', 'axes'], ['keypoints'], keepdims=0, name='mean'),
-             helper.make_node('Cast', ['keypoints'], ['sr_image'], to=TensorProto.UINT8, name='cast_out')]
-    model = _graph_model(nodes, [lr], [sr, keypoints], initializers=[axes])
-    for key, value in {'starpose.window': '5', 'starpose.lr_height': '8', 'starpose.lr_width': '6'}.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-    return path
 
 
 # ---- ONNX operator check --------------------------------------------------------------------
@@ -98,7 +63,7 @@ def test_unsupported_operator_and_custom_domain_are_named():
     z = helper.make_tensor_value_info('z', TensorProto.FLOAT, None)
     nodes = [helper.make_node('Unique', ['x'], ['y'], name='dedupe'),
              helper.make_node('FancyOp', ['x'], ['z'], domain='com.example', name='fancy')]
-    model = _graph_model(nodes, [x], [y, z])
+    model = graph_model(nodes, [x], [y, z])
     model.opset_import.append(helper.make_opsetid('com.example', 1))
     issues = {issue.node: issue for issue in find_tensorrt_issues(model)}
     assert issues['dedupe'].op_type == 'Unique' and 'not supported' in issues['dedupe'].reason
@@ -108,7 +73,7 @@ def test_unsupported_operator_and_custom_domain_are_named():
 def test_installed_parser_support_query_overrides_the_matrix():
     x = helper.make_tensor_value_info('x', TensorProto.FLOAT, [4])
     y = helper.make_tensor_value_info('y', TensorProto.FLOAT, [4])
-    model = _graph_model([helper.make_node('Relu', ['x'], ['y'], name='act')], [x], [y])
+    model = graph_model([helper.make_node('Relu', ['x'], ['y'], name='act')], [x], [y])
     assert find_tensorrt_issues(model) == []
     assert [i.node for i in find_tensorrt_issues(model, supports_operator=lambda op: op != 'Relu')] == ['act']
 
@@ -116,11 +81,11 @@ def test_installed_parser_support_query_overrides_the_matrix():
 def test_uint8_is_allowed_only_through_cast():
     lr = helper.make_tensor_value_info('lr', TensorProto.UINT8, [1, 4, 3])
     out = helper.make_tensor_value_info('out', TensorProto.FLOAT, None)
-    cast_first = _graph_model([helper.make_node('Cast', ['lr'], ['f'], to=TensorProto.FLOAT, name='cast'),
+    cast_first = graph_model([helper.make_node('Cast', ['lr'], ['f'], to=TensorProto.FLOAT, name='cast'),
                                helper.make_node('Transpose', ['f'], ['out'], perm=[0, 2, 1], name='perm')],
                               [lr], [out])
     assert find_tensorrt_issues(cast_first) == []
-    transpose_first = _graph_model([helper.make_node('Transpose', ['lr'], ['t'], perm=[0, 2, 1], name='perm'),
+    transpose_first = graph_model([helper.make_node('Transpose', ['lr'], ['t'], perm=[0, 2, 1], name='perm'),
                                     helper.make_node('Cast', ['t'], ['out'], to=TensorProto.FLOAT, name='cast')],
                                    [lr], [out])
     (issue,) = find_tensorrt_issues(transpose_first)
@@ -132,19 +97,19 @@ def test_resize_restrictions_and_old_opset_are_reported():
     y = helper.make_tensor_value_info('y', TensorProto.FLOAT, None)
     scales = helper.make_tensor('scales', TensorProto.FLOAT, [4], [1, 1, 2, 2])
     cubic = helper.make_node('Resize', ['x', '', 'scales'], ['y'], mode='cubic', name='up')
-    assert find_tensorrt_issues(_graph_model([cubic], [x], [y], initializers=[scales])) == []
+    assert find_tensorrt_issues(graph_model([cubic], [x], [y], initializers=[scales])) == []
     antialiased = helper.make_node('Resize', ['x', '', 'scales'], ['y'], mode='linear', antialias=1, name='up')
-    (issue,) = find_tensorrt_issues(_graph_model([antialiased], [x], [y], initializers=[scales]))
+    (issue,) = find_tensorrt_issues(graph_model([antialiased], [x], [y], initializers=[scales]))
     assert 'antialias' in issue.reason
     relu = helper.make_node('Relu', ['x'], ['y'], name='act')
-    assert [i.op_type for i in find_tensorrt_issues(_graph_model([relu], [x], [y], opset=7))] == ['opset']
+    assert [i.op_type for i in find_tensorrt_issues(graph_model([relu], [x], [y], opset=7))] == ['opset']
 
 
 def test_check_raises_with_file_and_nodes(tmp_path):
     x = helper.make_tensor_value_info('x', TensorProto.FLOAT, [4])
     y = helper.make_tensor_value_info('y', TensorProto.FLOAT, None)
     path = tmp_path / 'bad.onnx'
-    onnx.save(_graph_model([helper.make_node('Unique', ['x'], ['y'], name='dedupe')], [x], [y]), str(path))
+    onnx.save(graph_model([helper.make_node('Unique', ['x'], ['y'], name='dedupe')], [x], [y]), str(path))
     with pytest.raises(UnsupportedOnnxError, match=r"(?s)bad\.onnx: 1 node.*Unique 'dedupe'"):
         check_onnx_for_tensorrt(path)
 
@@ -193,150 +158,9 @@ def test_metadata_without_window_names_the_source():
         model_info_from_metadata({'starpose.lr_height': '64'}, 'model.engine')
 
 
-# ---- cache keys, sidecars, decisions --------------------------------------------------------
-
-def _calibration_file(tmp_path, name='windows.npy', fill=0):
-    path = tmp_path / name
-    np.save(path, np.full((2, 5, 8, 6, 3), fill, np.uint8))
-    return str(path)
-
-
-def test_cache_name_is_readable():
-    name = engine_key('ab' * 32, JETSON, BuildOptions('fp16', BatchProfile(1, 4, 8))).file_name('tiny')
-    assert name.startswith('tiny.fp16.b8.sm87.trt10.3.0.') and name.endswith('.engine')
-
-
-# Each case changes one thing an engine depends on; the key (digest and file name) must change.
-KEY_CHANGES = {
-    'onnx': lambda tmp: ('cd' * 32, JETSON, BuildOptions('fp16')),
-    'fp32 scope': lambda tmp: ('ab' * 32, JETSON, BuildOptions('fp16', fp32_scope_pattern=r'\.attention$')),
-    'calibration data': lambda tmp: ('ab' * 32, JETSON, BuildOptions('int8', calibration_data=_calibration_file(
-        tmp, 'other.npy', fill=7))),
-    'workspace': lambda tmp: ('ab' * 32, JETSON, BuildOptions('fp16', workspace_mib=2048)),
-    'SM count': lambda tmp: ('ab' * 32, BuildEnvironment('10.3.0', 'Orin', '8.7', 8, 62841), BuildOptions('fp16')),
-    'total memory': lambda tmp: ('ab' * 32, BuildEnvironment('10.3.0', 'Orin', '8.7', 16, 30536),
-                                 BuildOptions('fp16')),
-    'TensorRT version': lambda tmp: ('ab' * 32, BuildEnvironment('10.7.0', 'Orin', '8.7', 16, 62841),
-                                     BuildOptions('fp16')),
-    'GPU': lambda tmp: ('ab' * 32, DESKTOP, BuildOptions('fp16')),
-    'precision': lambda tmp: ('ab' * 32, JETSON, BuildOptions('fp32')),
-    'profile': lambda tmp: ('ab' * 32, JETSON, BuildOptions('fp16', BatchProfile(1, 4, 32))),
-    'opt batch': lambda tmp: ('ab' * 32, JETSON, BuildOptions('fp16', BatchProfile(1, 8, 16))),
-}
-
-
-@pytest.mark.parametrize('change', sorted(KEY_CHANGES))
-def test_every_build_input_changes_the_cache_key(change, tmp_path):
-    base_options = (BuildOptions('int8', calibration_data=_calibration_file(tmp_path)) if change == 'calibration data'
-                    else BuildOptions('fp16'))
-    base = engine_key('ab' * 32, JETSON, base_options)
-    changed = engine_key(*KEY_CHANGES[change](tmp_path))
-    assert changed.digest != base.digest and changed.file_name('m') != base.file_name('m')
-
-
-def test_fp32_engines_ignore_the_scope_and_timing_caches_follow_the_gpu(tmp_path):
-    fp32 = engine_key('ab' * 32, JETSON, BuildOptions('fp32'))
-    assert engine_key('ab' * 32, JETSON, BuildOptions('fp32', fp32_scope_pattern='x')) == fp32
-    assert timing_cache_path(tmp_path, JETSON) != timing_cache_path(tmp_path, ORIN_NX)
-
-
-def test_cached_engine_of_another_orin_module_is_not_loaded(onnx_file, tmp_path):
-    options = BuildOptions('fp16')
-    first = choose_engine(onnx_file, None, tmp_path, JETSON, options)
-    write_engine(first.path, _fake_plan_bytes(), engine_key(file_sha256(onnx_file), JETSON, options), {})
-    assert choose_engine(onnx_file, None, tmp_path, JETSON, options).action == 'load'
-    assert choose_engine(onnx_file, None, tmp_path, ORIN_NX, options).action == 'build'
-    with pytest.raises(EngineMismatchError, match='sm_count: engine has 16, here 8'):
-        choose_engine(onnx_file, first.path, tmp_path, ORIN_NX, options)
-
-
-def test_int8_without_calibration_data_is_refused():
-    with pytest.raises(EngineError, match='calibration_data'):
-        BuildOptions('int8')
-
-
 @pytest.fixture
 def onnx_file(tmp_path):
-    return _contract_like_model(tmp_path / 'model.onnx')
-
-
-def _fake_plan_bytes():
-    """Stand-in engine bytes: only the cache bookkeeping reads them here (TensorRT never does)."""
-    return bytes(range(256)) * 8
-
-
-def test_cache_miss_builds_then_hits_then_detects_damage(onnx_file, tmp_path):
-    cache = tmp_path / 'cache'
-    options = BuildOptions()
-    first = choose_engine(onnx_file, None, cache, JETSON, options)
-    assert first.action == 'build' and first.from_cache and first.path.parent == cache
-    key = engine_key(file_sha256(onnx_file), JETSON, options)
-    write_engine(first.path, _fake_plan_bytes(), key, {'starpose.window': '5'})
-    assert json.loads(sidecar_path(first.path).read_text())['gpu_name'] == 'Orin'
-    assert choose_engine(onnx_file, None, cache, JETSON, options).action == 'load'
-    assert choose_engine(onnx_file, None, cache, JETSON, options, force_rebuild=True).action == 'build'
-    other_gpu = choose_engine(onnx_file, None, cache, DESKTOP, options)
-    assert other_gpu.action == 'build' and other_gpu.path != first.path
-    first.path.write_bytes(_fake_plan_bytes()[:100])  # truncated
-    damaged = choose_engine(onnx_file, None, cache, JETSON, options)
-    assert damaged.action == 'build' and 'truncated' in damaged.reason
-
-
-def test_engine_built_elsewhere_is_rejected_with_the_differences(onnx_file, tmp_path):
-    engine = tmp_path / 'given.engine'
-    write_engine(engine, _fake_plan_bytes(), engine_key(file_sha256(onnx_file), DESKTOP, BuildOptions()), {})
-    with pytest.raises(EngineMismatchError) as error:
-        choose_engine(onnx_file, engine, tmp_path, JETSON, BuildOptions())
-    message = str(error.value)
-    assert "gpu_name: engine has 'NVIDIA GeForce RTX 3090', here 'Orin'" in message
-    assert "compute_capability: engine has '8.6', here '8.7'" in message
-    assert 'force_engine_rebuild' in message
-    rebuilt = choose_engine(onnx_file, engine, tmp_path, JETSON, BuildOptions(), force_rebuild=True)
-    assert (rebuilt.action, rebuilt.path, rebuilt.from_cache) == ('build', engine, False)
-    assert choose_engine(onnx_file, engine, tmp_path, DESKTOP, BuildOptions()).action == 'load'
-
-
-def test_engine_for_another_model_or_without_sidecar_is_rejected(onnx_file, tmp_path):
-    engine = tmp_path / 'given.engine'
-    write_engine(engine, _fake_plan_bytes(), engine_key('0' * 64, JETSON, BuildOptions()), {})
-    with pytest.raises(EngineMismatchError, match='onnx_sha256'):
-        choose_engine(onnx_file, engine, tmp_path, JETSON, BuildOptions())
-    assert choose_engine(None, engine, tmp_path, JETSON, BuildOptions()).action == 'load'  # engine alone
-    sidecar_path(engine).unlink()
-    with pytest.raises(EngineMismatchError, match='no metadata sidecar'):
-        choose_engine(None, engine, tmp_path, JETSON, BuildOptions())
-    with pytest.raises(EngineError, match='no ONNX model'):
-        choose_engine(None, engine, tmp_path, JETSON, BuildOptions(), force_rebuild=True)
-
-
-def test_missing_engine_is_built_from_onnx_or_refused(onnx_file, tmp_path):
-    engine = tmp_path / 'new.engine'
-    assert choose_engine(onnx_file, engine, tmp_path, JETSON, BuildOptions()).action == 'build'
-    with pytest.raises(EngineError, match='does not exist but no ONNX model'):
-        choose_engine(None, engine, tmp_path, JETSON, BuildOptions())
-    with pytest.raises(EngineError, match='ONNX model not found'):
-        choose_engine(tmp_path / 'absent.onnx', None, tmp_path, JETSON, BuildOptions())
-
-
-def test_corrupt_sidecar_is_reported_not_raised(onnx_file, tmp_path):
-    engine = tmp_path / 'given.engine'
-    engine.write_bytes(_fake_plan_bytes())
-    sidecar_path(engine).write_text('{not json')
-    with pytest.raises(EngineError, match='unreadable engine metadata'):
-        read_sidecar(engine)
-    with pytest.raises(EngineMismatchError, match='unreadable engine metadata'):
-        choose_engine(onnx_file, engine, tmp_path, JETSON, BuildOptions())
-
-
-def test_failed_deserialisation_rebuilds_cache_entries_only(onnx_file, tmp_path):
-    cached = choose_engine(onnx_file, None, tmp_path, JETSON, BuildOptions())
-    assert after_failed_load(cached, onnx_file, False, 'corrupt').action == 'build'
-    given = cached.__class__('load', tmp_path / 'given.engine', 'matches', from_cache=False)
-    with pytest.raises(EngineError, match='could not deserialize.*force_engine_rebuild'):
-        after_failed_load(given, onnx_file, False, 'corrupt')
-    assert after_failed_load(given, onnx_file, True, 'corrupt').action == 'build'
-    with pytest.raises(EngineError, match='no ONNX model'):
-        after_failed_load(cached, None, True, 'corrupt')
+    return contract_like_model(tmp_path / 'model.onnx')
 
 
 # ---- trtexec, calibration data, command line ------------------------------------------------
@@ -427,7 +251,7 @@ def test_command_reports_unsupported_graph(tmp_path, capsys):
     x = helper.make_tensor_value_info('x', TensorProto.FLOAT, [4])
     y = helper.make_tensor_value_info('y', TensorProto.FLOAT, None)
     path = tmp_path / 'bad.onnx'
-    onnx.save(_graph_model([helper.make_node('Unique', ['x'], ['y'], name='dedupe')], [x], [y]), str(path))
+    onnx.save(graph_model([helper.make_node('Unique', ['x'], ['y'], name='dedupe')], [x], [y]), str(path))
     assert main(['--onnx', str(path), '--check-only']) == 1
     (line,) = capsys.readouterr().err.splitlines()  # one line, with the node
     assert "Unique 'dedupe'" in line
