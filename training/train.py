@@ -29,6 +29,9 @@ import itertools
 import json
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,6 +436,54 @@ def check_resumable(state: dict, state_path: Path, task_name: str, config: dict 
                          f'two runs; {way_out}')
 
 
+class TrainingStopped(RuntimeError):
+    """SIGINT/SIGTERM ended a run early, after saving its state (the same command continues it)."""
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into "finish this step, save the state, stop" (a second signal acts at once).
+
+    Saving at a step boundary keeps exact resume: the state equals a checkpoint taken there.
+    DataLoader workers ignore the signals (`ignore_stop_signals`), so Ctrl-C in a terminal, which
+    reaches the whole process group, does not kill them under the main process.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+        for other, handler in self._previous.items():
+            signal.signal(other, handler)
+
+    def requested(self, runtime: Runtime) -> bool:
+        """Whether to stop after this step; with DDP every rank agrees (or their collectives would hang)."""
+        wanted = self.signal_name is not None
+        if runtime.distributed:
+            flag = torch.tensor(float(wanted), device=runtime.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            wanted = bool(flag.item())
+        return wanted
+
+
+def ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader worker start-up: the main process alone decides when a run stops."""
+    for signum in StopRequest.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _truncate_metrics(path: Path, last_step: int) -> None:
     """Drop log lines written after the state we resume from, so the log has each step once."""
     if not path.exists():
@@ -530,63 +581,69 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
         metrics_log = (out_dir / METRICS_FILE).open('a')
     progress = tqdm(total=total_steps, initial=step, desc=task.name, disable=not runtime.is_main,
                     dynamic_ncols=True, mininterval=2.0)
-    started, losses = time.time(), []
-    while step < total_steps:
-        if hasattr(train_set, 'set_epoch'):
-            train_set.set_epoch(epoch)
-        sampler.set_position(epoch, samples_done)
-        loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
-                            num_workers=schedule.num_workers, collate_fn=collate,
-                            pin_memory=device.type == 'cuda',
-                            generator=torch.Generator().manual_seed(schedule.seed + epoch))
-        for batch in loader:
-            batch = _move(batch, device)
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss, parts = task.loss(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f'[{task.name}] loss is {loss.item()} at step {step}; '
-                                         f'last good state: {out_dir / STATE_FILE}')
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if schedule.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable, schedule.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            samples_done += batch_size
-            losses.append(loss.item())
+    started, losses, stopping = time.time(), [], False
+    with StopRequest() as stop:  # handlers restored even when a step raises
+        while step < total_steps and not stopping:
+            if hasattr(train_set, 'set_epoch'):
+                train_set.set_epoch(epoch)
+            sampler.set_position(epoch, samples_done)
+            loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
+                                num_workers=schedule.num_workers, collate_fn=collate,
+                                worker_init_fn=ignore_stop_signals,
+                                pin_memory=device.type == 'cuda',
+                                generator=torch.Generator().manual_seed(schedule.seed + epoch))
+            for batch in loader:
+                batch = _move(batch, device)
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    loss, parts = task.loss(model, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f'[{task.name}] loss is {loss.item()} at step {step}; '
+                                             f'last good state: {out_dir / STATE_FILE}')
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if schedule.grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(trainable, schedule.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
+                samples_done += batch_size
+                losses.append(loss.item())
 
-            if step % schedule.log_every == 0 or step == total_steps:
-                values = {'loss': loss.detach(), **{k: v.detach() for k, v in parts.items()}}
-                if runtime.distributed:
-                    for value in values.values():
-                        dist.all_reduce(value, op=dist.ReduceOp.AVG)
-                if runtime.is_main:
-                    record = {'step': step, 'epoch': epoch, 'lr': scheduler.get_last_lr()[0],
-                              **{k: float(v) for k, v in values.items()}}
-                    metrics_log.write(json.dumps(record) + '\n')
-                    metrics_log.flush()
-                    for key, value in record.items():
-                        if key not in ('step', 'epoch'):
-                            writer.add_scalar(f'{task.name}/{key}', value, step)
-                    progress.set_postfix(loss=f'{record["loss"]:.4f}', lr=f'{record["lr"]:.1e}')
-            if runtime.is_main and schedule.image_every and step % schedule.image_every == 0:
-                unwrap(model).eval()
-                writer.add_image(f'{task.name}/samples', task.pictures(batch), step)
-                unwrap(model).train()
-            if step % schedule.checkpoint_every == 0 or step == total_steps:
-                save_state()
-            progress.update(1)
-            if step >= total_steps:
-                break
-        else:  # epoch finished
-            epoch, samples_done = epoch + 1, 0
+                if step % schedule.log_every == 0 or step == total_steps:
+                    values = {'loss': loss.detach(), **{k: v.detach() for k, v in parts.items()}}
+                    if runtime.distributed:
+                        for value in values.values():
+                            dist.all_reduce(value, op=dist.ReduceOp.AVG)
+                    if runtime.is_main:
+                        record = {'step': step, 'epoch': epoch, 'lr': scheduler.get_last_lr()[0],
+                                  **{k: float(v) for k, v in values.items()}}
+                        metrics_log.write(json.dumps(record) + '\n')
+                        metrics_log.flush()
+                        for key, value in record.items():
+                            if key not in ('step', 'epoch'):
+                                writer.add_scalar(f'{task.name}/{key}', value, step)
+                        progress.set_postfix(loss=f'{record["loss"]:.4f}', lr=f'{record["lr"]:.1e}')
+                if runtime.is_main and schedule.image_every and step % schedule.image_every == 0:
+                    unwrap(model).eval()
+                    writer.add_image(f'{task.name}/samples', task.pictures(batch), step)
+                    unwrap(model).train()
+                stopping = stop.requested(runtime)
+                if step % schedule.checkpoint_every == 0 or step == total_steps or stopping:
+                    save_state()
+                progress.update(1)
+                if step >= total_steps or stopping:
+                    break
+            else:  # epoch finished
+                epoch, samples_done = epoch + 1, 0
     progress.close()
     if runtime.is_main:
         metrics_log.close()
         writer.close()
+    if stopping:
+        raise TrainingStopped(f'[{task.name}] {stop.signal_name or "a signal"} at step {step} of {total_steps}: the '
+                              f'state is saved in {out_dir / STATE_FILE}; run the same command to continue')
     return {'steps': step, 'epochs_done': epoch, 'seconds': time.time() - started,
             'first_losses': losses[:5], 'last_losses': losses[-5:]}
 
@@ -780,6 +837,9 @@ def main(argv: list[str] | None = None) -> None:
                 dist.barrier()
         if args.stage in ('all', 'sr'):
             run_sr_stage(config, runtime, resume)
+    except TrainingStopped as stopped:
+        print(f'starpose-train: stopped: {stopped}', file=sys.stderr)
+        raise SystemExit(130) from None
     except (ValueError, OSError) as error:  # user errors, a full disk: one line, no traceback
         raise SystemExit(f'starpose-train: error: {error}') from None
     finally:

@@ -140,6 +140,37 @@ def test_killed_process_resumes_from_its_last_checkpoint(tmp_path, tiny_data, ra
     assert read_losses(tmp_path / 'b') == expected
 
 
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+def test_a_signalled_run_saves_its_state_at_that_step_and_resumes_exactly(tmp_path, tiny_data, random_pose_weights,
+                                                                          signum):
+    # checkpoints every 100 steps: only the stop itself can have saved the state; a DataLoader worker
+    # runs, and gets the signal too (as Ctrl-C reaches the whole process group)
+    schedule = {'epochs': 2, 'checkpoint_every': 100, 'num_workers': 1}
+    reference = write_config(tmp_path / 'a.yaml', tiny_data, random_pose_weights, tmp_path / 'a', **schedule)
+    train.main([str(reference), '--max-steps', '24'])
+    expected = read_losses(tmp_path / 'a')
+
+    config = write_config(tmp_path / 'b.yaml', tiny_data, random_pose_weights, tmp_path / 'b', **schedule)
+    process = subprocess.Popen([sys.executable, '-m', 'starpose_training.train', str(config), '--max-steps', '24'],
+                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while logged_steps(tmp_path / 'b') < 3:
+        assert process.poll() is None, f'training exited early: {process.stderr.read().decode()[-2000:]}'
+        assert time.monotonic() < deadline, 'training made no progress'
+        time.sleep(0.02)
+    os.killpg(process.pid, signum)  # the whole group, as a terminal's Ctrl-C
+    _, err = process.communicate(timeout=60)
+    err = err.decode()
+    assert process.returncode == 130, err
+    assert 'Traceback' not in err and f'{signal.Signals(signum).name} at step' in err, err
+    stopped_at = torch.load(tmp_path / 'b' / train.STATE_FILE, weights_only=False)['step']
+    assert 3 <= stopped_at < 24 and len(read_losses(tmp_path / 'b')) == stopped_at
+
+    train.main([str(config), '--max-steps', '24'])
+    assert read_losses(tmp_path / 'b') == expected
+
+
 def test_two_process_ddp_run_on_cpu(tmp_path, tiny_data, random_pose_weights):
     # torchrun with the gloo backend: rank 0 alone logs and writes the checkpoint.
     config = write_config(tmp_path / 'ddp.yaml', tiny_data, random_pose_weights, tmp_path / 'ddp', batch_size=4)
