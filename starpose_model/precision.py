@@ -135,6 +135,7 @@ def to_fp16(model: onnx.ModelProto, pattern: str = DEFAULT_FP32_SCOPE_PATTERN) -
     converted = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep, op_block_list=[])
     del converted.graph.value_info[:]  # the converter leaves stale FP16 entries; types are re-inferred
     _sort_topologically(converted.graph)
+    _require_fp32_attention(converted, pattern)
     _set_metadata(converted, {PRECISION_KEY: 'fp16', FP32_SCOPE_KEY: pattern})
     return converted
 
@@ -153,6 +154,16 @@ def value_types(model: onnx.ModelProto) -> dict[str, int]:
         if node.op_type == 'Constant' and node.attribute[0].name == 'value':
             types.setdefault(node.output[0], node.attribute[0].t.data_type)
     return types
+
+
+def _require_fp32_attention(model: onnx.ModelProto, pattern: str) -> None:
+    """Raise PrecisionError if any float tensor the attention computes is not FP32."""
+    types = value_types(model)
+    attention = set(attention_nodes(model, pattern))
+    reduced = [node.name for node in model.graph.node if node.name in attention
+               and any(types.get(output) == onnx.TensorProto.FLOAT16 for output in node.output)]
+    if reduced:
+        raise PrecisionError(f'{len(reduced)} attention node(s) would compute in FP16, e.g. {reduced[0]!r}')
 
 
 def _calibration_reader(input_name: str, windows: np.ndarray, batch: int):

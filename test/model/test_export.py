@@ -226,6 +226,15 @@ def test_precision_graphs_are_written_with_their_plan(exported, tmp_path):
         write_precision_graph(fp16, tmp_path / 'again.onnx', 'fp16')
 
 
+def test_an_fp16_attention_is_refused(exported):
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from starpose_model.precision import _require_fp32_attention
+    everything_fp16 = convert_float_to_float16(onnx.load(str(exported)), keep_io_types=True)
+    with pytest.raises(PrecisionError, match='attention node'):
+        _require_fp32_attention(everything_fp16, r'\.attention(\.kernel)?$')
+
+
 def test_cli_int8_without_calibration_data_is_refused_before_exporting(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(['--config', 'tiny', '--output', str(tmp_path / 'x.onnx'), '--precision', 'int8'])

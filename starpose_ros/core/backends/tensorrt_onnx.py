@@ -288,10 +288,6 @@ class BufferSpec:
         """Bytes of the buffer at the maximum batch."""
         return int(np.prod(self.max_shape)) * self.dtype.itemsize
 
-    def batch_shape(self, batch: int) -> tuple[int, ...]:
-        """Shape of the used part of the buffer for `batch` windows."""
-        return (batch, *self.max_shape[1:])
-
 
 def plan_buffers(specs: list[TensorSpec], max_batch: int) -> list[BufferSpec]:
     """Buffers for every network I/O tensor at `max_batch` (validates batch-only dynamism)."""
