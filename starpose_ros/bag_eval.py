@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ import numpy as np
 
 from starpose_model.crops import box_to_center_scale, crop_affine, warp_crop
 from starpose_model.inference import METHODS
-from starpose_ros import argtypes, bagio
+from starpose_ros import bagio, cli
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.backends.base import SR_HEIGHT, SR_WIDTH, BackendError, InferenceBackend, InferenceOutput
 from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, resolve_model
@@ -702,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="baselines on the same pose net: 'bicubic' or 'resize' (bilinear) instead of the SR "
                              'network (a .pt model, run on torch)')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
-    parser.add_argument('--threads', type=argtypes.count(0), default=2,
+    parser.add_argument('--threads', type=cli.count(0), default=2,
                         help='CPU threads of the backend (0: the runtime decides)')
     parser.add_argument('--output', type=Path, required=True, help='output folder')
     parser.add_argument('--image-topic', default='/image', help='sensor_msgs/Image or CompressedImage topic')
@@ -715,18 +714,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--person-classes', default=','.join(DEFAULT_PERSON_CLASSES),
                         help="comma-separated class ids that are people ('*': any; detections without a class "
                              'are kept); the node\'s person_class_ids')
-    parser.add_argument('--min-detection-score', type=argtypes.number(0.0, 1.0), default=persons.min_score,
+    parser.add_argument('--min-detection-score', type=cli.number(0.0, 1.0), default=persons.min_score,
                         help='detections scoring below it are ignored (--detector hog: the HOG SVM margin)')
-    parser.add_argument('--hog-upscale', type=argtypes.number(0.25, 8.0), default=defaults.hog_upscale,
+    parser.add_argument('--hog-upscale', type=cli.number(0.25, 8.0), default=defaults.hog_upscale,
                         help='--detector hog: upscale frames first to find people under ~100 px (cost grows ^2)')
-    parser.add_argument('--min-box-size', type=argtypes.number(0.5, 1000.0), default=defaults.min_box_size,
+    parser.add_argument('--min-box-size', type=cli.number(0.5, 1000.0), default=defaults.min_box_size,
                         help='boxes smaller than this (pixels, after clipping to the image) are rejected')
-    parser.add_argument('--track-iou-threshold', type=argtypes.number(0.01, 1.0), default=defaults.track_iou_threshold)
-    parser.add_argument('--track-max-age-s', type=argtypes.number(0.0, 60.0), default=defaults.track_max_age_s,
+    parser.add_argument('--track-iou-threshold', type=cli.number(0.01, 1.0), default=defaults.track_iou_threshold)
+    parser.add_argument('--track-max-age-s', type=cli.number(0.0, 60.0), default=defaults.track_max_age_s,
                         help='a track unseen this long (stamp time) is evicted')
-    parser.add_argument('--max-batch', type=argtypes.count(1), default=defaults.max_batch)
-    parser.add_argument('--max-tracks', type=argtypes.count(1), default=defaults.max_tracks)
-    parser.add_argument('--max-frames', type=argtypes.count(1), help='stop after this many images')
+    parser.add_argument('--max-batch', type=cli.count(1), default=defaults.max_batch)
+    parser.add_argument('--max-tracks', type=cli.count(1), default=defaults.max_tracks)
+    parser.add_argument('--max-frames', type=cli.count(1), help='stop after this many images')
     parser.add_argument('--out-of-order', choices=OUT_OF_ORDER, default='warn',
                         help='image stamps going backwards: warn and restart tracks, or stop with an error')
     parser.add_argument('--no-video', action='store_true', help='skip overlay.mp4')
@@ -735,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
                              'by default it holds the poses only')
     parser.add_argument('--save-calibration', type=Path,
                         help='also save the LR windows fed to the model (.npy) for TensorRT INT8 calibration')
-    parser.add_argument('--demo-frames', type=argtypes.count(1), default=100, help='--demo: frames of the clip')
+    parser.add_argument('--demo-frames', type=cli.count(1), default=100, help='--demo: frames of the clip')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser
 
@@ -751,14 +750,10 @@ def _print_outputs(report: dict) -> None:
         print(f'  {name}: {path}')
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     """Entry point of `starpose-bag-eval`."""
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # `timeout`, `docker stop`: end like Ctrl-C, outputs closed
+    cli.sigterm_as_interrupt()  # `timeout`, `docker stop`: end like Ctrl-C, outputs closed
     logging.basicConfig(level=logging.WARNING, format='%(name)s: %(levelname)s: %(message)s')
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     try:

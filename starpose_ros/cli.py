@@ -1,12 +1,14 @@
-"""argparse value types of the command-line tools: a bad number is argparse's one-line error.
+"""What the command-line tools share: argparse value types, the output check, SIGTERM handling.
 
-Also the check that an output can be created, made before any expensive work.
+A bad number is argparse's one-line error; an output that cannot be created is refused before any
+expensive work; SIGTERM (`timeout`, `docker stop`) ends a tool like Ctrl-C, so its outputs close.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import signal
 from pathlib import Path
 
 
@@ -34,6 +36,15 @@ def number(low: float, high: float = math.inf):
             raise argparse.ArgumentTypeError(f'must be in [{low:g}, {high:g}], got {text}')
         return value
     return parse
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def sigterm_as_interrupt() -> None:
+    """Make SIGTERM raise KeyboardInterrupt, so one `except KeyboardInterrupt` handles both."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def creatable(path: Path) -> str | None:

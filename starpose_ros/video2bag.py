@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cv2
 
-from starpose_ros import argtypes, bagio
+from starpose_ros import bagio, cli
 from starpose_ros.core.types import Detection
 from starpose_ros.frames import FrameSourceError, image_folder_frames, video_frames
 
@@ -54,7 +54,7 @@ def convert(source, output, posetrack_json=None, fps: float | None = None, stora
     source, output = Path(source), Path(output)
     if output.exists():
         raise Video2BagError(f'{output} exists already (rosbag2 writers never overwrite)')
-    unwritable = argtypes.creatable(output)
+    unwritable = cli.creatable(output)
     if unwritable:
         raise Video2BagError(f'cannot create {output}: {unwritable}')
     claimed = 0
@@ -125,23 +125,27 @@ def main(argv=None) -> int:
     parser.add_argument('input', type=Path, help='video file or folder of images (name order)')
     parser.add_argument('output', type=Path, help='rosbag2 directory to create')
     parser.add_argument('--posetrack-json', type=Path, help='PoseTrack JSON of the clip: /detections with its boxes')
-    parser.add_argument('--fps', type=argtypes.number(1e-3),
+    parser.add_argument('--fps', type=cli.number(1e-3),
                         help='frame rate of the stamps (default: the video\'s, else 25)')
     parser.add_argument('--storage', choices=sorted(bagio.STORAGES), default='sqlite3')
     parser.add_argument('--image-format', choices=('rgb8', 'bgr8', 'jpeg', 'png'), default='rgb8')
     parser.add_argument('--frame-id', default='camera')
     parser.add_argument('--start-ns', type=int, default=DEFAULT_START_NS, help='stamp of the first frame')
-    parser.add_argument('--max-frames', type=argtypes.count(1))
-    parser.add_argument('--downscale', type=argtypes.count(1), default=1,
+    parser.add_argument('--max-frames', type=cli.count(1))
+    parser.add_argument('--downscale', type=cli.count(1), default=1,
                         help='shrink frames (and boxes) by this factor (cv2.INTER_AREA): a farther camera')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format='%(name)s: %(levelname)s: %(message)s')
+    cli.sigterm_as_interrupt()
     try:
         summary = convert(args.input, args.output, args.posetrack_json, args.fps, args.storage, args.image_format,
                           args.frame_id, args.start_ns, args.max_frames, args.downscale)
     except (Video2BagError, bagio.BagIOError) as error:
         print(f'starpose-video2bag: error: {error}', file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the bag was closed on the way out: readable, with the frames so far
+        print(f'starpose-video2bag: interrupted; {args.output} holds the frames converted so far', file=sys.stderr)
+        return 130
     width, height = summary['size']
     print(f"wrote {summary['frames']} frames ({width}x{height}, {summary['fps']:g} fps) to {summary['bag']} "
           f"({summary['storage']}): {', '.join(summary['topics'])}")

@@ -118,7 +118,7 @@ def test_a_corrupt_image_leaves_no_partial_bag(clip, tmp_path, capsys):
 
 
 def test_an_output_that_cannot_be_created_is_one_line_before_any_frame(clip, tmp_path, capsys, monkeypatch):
-    from starpose_ros import argtypes
+    from starpose_ros import cli
 
     folder, _annotations = clip
     (tmp_path / 'notes.txt').write_text('mine')
@@ -127,7 +127,7 @@ def test_an_output_that_cannot_be_created_is_one_line_before_any_frame(clip, tmp
     locked = tmp_path / 'locked'
     locked.mkdir(mode=0o555)
     # root may write anywhere, so the permission answer is taken from os.access, as a user would get it
-    monkeypatch.setattr(argtypes.os, 'access', lambda path, mode: Path(path) != locked)
+    monkeypatch.setattr(cli.os, 'access', lambda path, mode: Path(path) != locked)
     assert main([str(folder), str(locked / 'bag')]) == 1
     err = capsys.readouterr().err
     assert 'is not writable' in err and err.count('\n') == 1 and not (locked / 'bag').exists()

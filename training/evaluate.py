@@ -332,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     except (EvaluationInputError, PoseTrackFormatError, CheckpointError, FileNotFoundError) as error:
         print(f'starpose-eval: error: {error}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # results are written at the end: nothing partial is left
+        print('starpose-eval: interrupted; nothing written', file=sys.stderr)
+        return 130
     return 0
 
 

@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except FootageError as error:
         print(f'starpose-fetch-footage: {error}', file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the clip is moved into the cache only when complete
+        print('starpose-fetch-footage: interrupted; the cache is unchanged', file=sys.stderr)
+        return 130
     print(path)
     for name, frames in SPLITS.items():
         print(f'  {name}: frames {frames.start}-{frames.stop - 1}')

@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError, IndexError) as err:
         print(f'starpose-synth: error: {err}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # frames and annotations written so far stay; the manifest comes last
+        print(f'starpose-synth: interrupted; {getattr(args, "out", "the output")} is incomplete (no manifest, so '
+              '--overwrite will not touch it): delete it to start again', file=sys.stderr)
+        return 130
     except OSError as err:  # a read-only or full output: the first frame's write fails, nothing is removed
         print(f'starpose-synth: error: cannot write {err.filename or args.out}: {err.strerror or err}', file=sys.stderr)
         return 1
