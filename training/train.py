@@ -840,7 +840,7 @@ def main(argv: list[str] | None = None) -> None:
     except TrainingStopped as stopped:
         print(f'starpose-train: stopped: {stopped}', file=sys.stderr)
         raise SystemExit(130) from None
-    except (ValueError, OSError) as error:  # user errors, a full disk: one line, no traceback
+    except (ValueError, OSError, FloatingPointError) as error:  # user errors, a full disk, a diverged lr
         raise SystemExit(f'starpose-train: error: {error}') from None
     finally:
         if runtime.distributed:

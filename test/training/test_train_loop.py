@@ -220,3 +220,18 @@ def test_a_corrupt_training_state_is_one_line(tmp_path, tiny_data, random_pose_w
     with pytest.raises(SystemExit, match='not a readable training state.*--resume none'):
         train.main([str(config), '--max-steps', '1'])
     assert (tmp_path / 'a' / train.STATE_FILE).read_bytes() == b'\x80\x04garbage'  # left for the user
+
+
+def test_a_diverged_loss_is_one_line_naming_the_last_good_state(tmp_path, tiny_data, random_pose_weights,
+                                                               monkeypatch):
+    config = write_config(tmp_path / 'a.yaml', tiny_data, random_pose_weights, tmp_path / 'a', epochs=1)
+    real_loss, calls = train.SRTask.loss, []
+
+    def diverging(self, model, batch):
+        loss, parts = real_loss(self, model, batch)
+        calls.append(1)
+        return (loss * float('nan') if len(calls) == 3 else loss), parts
+
+    monkeypatch.setattr(train.SRTask, 'loss', diverging)
+    with pytest.raises(SystemExit, match=r'starpose-train: error: \[sr\] loss is nan at step 2; last good state: '):
+        train.main([str(config), '--max-steps', '6'])
