@@ -30,9 +30,10 @@ def read_torch_file(path, trusted: bool = False) -> object:
         raise CheckpointError(f'{path}: no such checkpoint file')
     try:
         return torch.load(path, map_location='cpu', weights_only=not trusted)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(f'{path}: cannot be read safely ({str(error).splitlines()[0]}). If you trust the '
-                              'file, load it with trusted=True') from error
+    except pickle.UnpicklingError as error:  # an ONNX file, another program's pickle, a PyTorch file with code
+        raise CheckpointError(f'{path}: cannot be read without running code from it '
+                              f'({str(error).splitlines()[0][:80]}): not a file StarPose wrote (its .pt files load '
+                              'safely); from Python, trusted=True reads a file you trust') from error
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({error})') from error
 

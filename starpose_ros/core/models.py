@@ -24,6 +24,10 @@ from .backends.tensorrt_engine import file_sha256
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / 'assets' / 'starpose_small_real.pt'
 BACKEND_CHOICES = ('auto', 'onnxruntime', 'torch', 'tensorrt')
 _BY_SUFFIX = {'.onnx': 'onnxruntime', '.pt': 'onnxruntime', '.engine': 'tensorrt', '.plan': 'tensorrt'}
+# what each kind of file is, and which backends read it (a .pt reaches ONNX Runtime and TensorRT as its export)
+_KINDS = {'.onnx': ('an ONNX model', ('onnxruntime', 'tensorrt')),
+          '.pt': ('a StarPose checkpoint', ('onnxruntime', 'torch', 'tensorrt')),
+          '.engine': ('a TensorRT engine', ('tensorrt',)), '.plan': ('a TensorRT engine', ('tensorrt',))}
 
 
 def default_cache_dir() -> Path:
@@ -35,9 +39,16 @@ def backend_for(model_path: Path, backend: str) -> str:
     """The backend that runs `model_path`: `backend` itself, or the file's with `auto`."""
     if backend not in BACKEND_CHOICES:
         raise BackendError(f'unknown backend {backend!r}; choose one of {BACKEND_CHOICES}')
-    if backend != 'auto':
-        return backend
     suffix = model_path.suffix.lower()
+    if backend != 'auto':
+        kind, readers = _KINDS.get(suffix, (None, ()))
+        if kind is None:
+            raise BackendError(f'{model_path}: not a model file StarPose reads (.onnx ONNX model, .pt checkpoint, '
+                               '.engine TensorRT engine)')
+        if backend not in readers:
+            raise BackendError(f'{model_path} is {kind}, which backend {backend} cannot run; use backend auto or '
+                               f'{" / ".join(readers)}')
+        return backend
     if suffix not in _BY_SUFFIX:
         raise BackendError(f'{model_path}: cannot tell the backend from the suffix {suffix!r} '
                            f'(known: {", ".join(_BY_SUFFIX)}); set backend explicitly')

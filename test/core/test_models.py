@@ -41,3 +41,24 @@ def test_a_missing_or_broken_checkpoint_is_one_error(tmp_path):
     with pytest.raises(BackendError, match='cannot export'):
         exported_onnx(broken, tmp_path)
     assert not list(tmp_path.glob('*.onnx'))
+
+
+@pytest.mark.parametrize('name, backend, says', [
+    ('m.onnx', 'torch', 'is an ONNX model, which backend torch cannot run; use backend auto or onnxruntime'),
+    ('m.engine', 'onnxruntime', 'is a TensorRT engine, which backend onnxruntime cannot run'),
+    ('README.md', 'onnxruntime', 'not a model file StarPose reads'),
+])
+def test_a_file_given_to_a_backend_that_cannot_read_it_says_what_it_is(tmp_path, name, backend, says):
+    (tmp_path / name).write_bytes(b'x' * 64)
+    with pytest.raises(BackendError, match=says):
+        resolve_model(tmp_path / name, backend)
+
+
+def test_an_onnx_file_read_as_a_checkpoint_does_not_suggest_an_option_no_command_has(tiny_model_files):
+    from starpose_model.checkpoint import CheckpointError, load_inference_model
+
+    with pytest.raises(CheckpointError) as refused:
+        load_inference_model(tiny_model_files[0])  # the .onnx
+    says = str(refused.value)
+    assert ('not a file StarPose wrote' in says or 'not a readable PyTorch checkpoint' in says)
+    assert 'load it with trusted=True' not in says

@@ -270,7 +270,7 @@ def test_imagenet_normalize():
 def test_checkpoint_with_python_objects_needs_explicit_trust(tmp_path):
     sd = _tiny_state_dict()
     torch.save({'meta': {'dataset_meta': {'sigmas': np.array([0.026, 0.025])}}, 'state_dict': sd}, tmp_path / 'mm.pth')
-    with pytest.raises(CheckpointError, match=r'mm.pth: cannot be read safely.*trusted=True'):
+    with pytest.raises(CheckpointError, match=r'mm.pth: cannot be read without running code.*trusted=True'):
         load_pose_checkpoint(build_pose_net('hrnet_tiny'), tmp_path / 'mm.pth')
     model = load_pose_checkpoint(build_pose_net('hrnet_tiny'), tmp_path / 'mm.pth', trusted=True)
     assert torch.equal(model.final_layer.weight, sd['final_layer.weight'])
