@@ -7,35 +7,20 @@ rejected with an error naming the file and what is wrong.
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
+
+from starpose_model.config import StarPoseConfig
+from starpose_model.hrnet import build_pose_net
+from starpose_model.inference import StarPoseInference
+from starpose_model.star_pose import StarPoseSR
+from starpose_model.torch_files import CheckpointError, load_state_dict_strict, read_torch_file
 
 CHECKPOINT_FORMAT = 'starpose-inference'
 CHECKPOINT_VERSION = 1
 _REQUIRED_FIELDS = ('config', 'pose_arch', 'pose_state_dict', 'sr_state_dict', 'keypoint_layout', 'pose_only')
 _PLAIN_TYPES = (str, int, float, bool, type(None), torch.Tensor)
-
-
-class CheckpointError(RuntimeError):
-    """A model file is missing, unreadable, of the wrong kind, or does not fit the model."""
-
-
-def read_torch_file(path, trusted: bool = False) -> object:
-    """`torch.load` on CPU with `weights_only=True` unless `trusted`, turning every failure into CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f'{path}: no such checkpoint file')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=not trusted)
-    except pickle.UnpicklingError as error:  # an ONNX file, another program's pickle, a PyTorch file with code
-        raise CheckpointError(f'{path}: cannot be read without running code from it '
-                              f'({str(error).splitlines()[0][:80]}): not a file StarPose wrote (its .pt files load '
-                              'safely); from Python, trusted=True reads a file you trust') from error
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({error})') from error
 
 
 def _check_plain(value: object, where: str) -> None:
@@ -51,23 +36,6 @@ def _check_plain(value: object, where: str) -> None:
     elif not isinstance(value, _PLAIN_TYPES):
         raise TypeError(f'{where}: {type(value).__name__} cannot be stored; use str/int/float/bool/None, '
                         'tensors, lists and dicts')
-
-
-def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load with strict=True semantics, raising one error that names every missing/unexpected/misshapen key."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    misshapen = sorted(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}'
-                       for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k].shape)
-    if missing or unexpected or misshapen:
-        def listing(title: str, items: list[str]) -> str:
-            shown = ', '.join(items[:20]) + (f', ... ({len(items) - 20} more)' if len(items) > 20 else '')
-            return f'\n  {title} ({len(items)}): {shown}' if items else ''
-        raise CheckpointError(f'{source} does not match {type(model).__name__}:'
-                              + listing('missing keys', missing) + listing('unexpected keys', unexpected)
-                              + listing('shape mismatches', misshapen))
-    model.load_state_dict(state_dict, strict=True)
 
 
 def save_checkpoint(path, sr_net, pose_net, config, extra: dict | None = None, *, pose_only: bool = False) -> Path:
@@ -115,11 +83,6 @@ def read_checkpoint(path) -> dict:
 
 def load_inference_model(path, device: str | torch.device = 'cpu'):
     """Build the `StarPoseInference` stored in `path` (eval mode, on `device`)."""
-    from starpose_model.config import StarPoseConfig
-    from starpose_model.hrnet import build_pose_net
-    from starpose_model.inference import StarPoseInference
-    from starpose_model.star_pose import StarPoseSR
-
     payload = read_checkpoint(path)
     try:
         config = StarPoseConfig.from_dict(payload['config'])

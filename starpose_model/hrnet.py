@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from starpose_model.checkpoint import CheckpointError, load_state_dict_strict, read_torch_file
+from starpose_model.torch_files import CheckpointError, load_state_dict_strict, read_torch_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

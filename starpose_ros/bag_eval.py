@@ -48,6 +48,7 @@ from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import Detection, FrameInput, FrameResult
 from starpose_ros.report import FilmstripSampler, latency_summary, write_report
+from starpose_ros.video2bag import convert
 
 LOG = logging.getLogger('starpose-bag-eval')
 IMAGE_TYPES = (bagio.IMAGE, bagio.COMPRESSED_IMAGE)
@@ -663,7 +664,6 @@ def run_demo(output, model=None, backend: str = 'auto', frames: int = 100, seed:
         except FootageError as error:
             print(f'real footage unavailable ({error}); using a synthetic clip', flush=True)
     if clip is not None:
-        from starpose_ros.video2bag import convert
         frames = min(frames, len(SPLITS['test']))
         print(f'replaying {clip} (test frames 0-{frames - 1}, shrunk x4) ...', flush=True)
         convert(clip, bag, fps=10.0, storage='mcap', max_frames=frames, downscale=4)
@@ -674,10 +674,10 @@ def run_demo(output, model=None, backend: str = 'auto', frames: int = 100, seed:
 
     clip = output / 'clip'
     print(f'generating a {frames}-frame synthetic clip into {clip} and {bag} ...', flush=True)
-    manifest = generate_dataset(clip, 'demo', seed, overwrite=True, rosbag=bag, rosbag_storage='mcap', frames=frames)
-    info = manifest['rosbag']
-    split = next(s for s, seqs in manifest['splits'].items() if info['sequence'] in seqs)
-    gt_json = clip / 'annotations' / split / f"{info['sequence']}.json"
+    manifest = generate_dataset(clip, 'demo', seed, overwrite=True, frames=frames)
+    split, sequences = next(iter(manifest['splits'].items()))
+    gt_json = clip / 'annotations' / split / f'{sequences[0]}.json'
+    convert(clip / 'images' / split / sequences[0], bag, gt_json, fps=manifest['config']['fps'], storage='mcap')
     options = EvalOptions(bag=bag, model=model, output=output, backend=backend, gt_json=gt_json,
                           image_topic='/image', detections_topic='/detections', detector='topic',
                           pipeline=PipelineConfig(max_batch=8), progress=progress)

@@ -38,6 +38,7 @@ from starpose_ros.core.backends import create_backend
 from starpose_ros.core.person_filter import ANY_CLASS, tracked_detections
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
+from starpose_ros.video2bag import convert
 from test.conftest import REPO_ROOT
 from test.core.conftest import tiny_center_checkpoint, tiny_model_files  # noqa: F401 - the core tests' tiny models
 
@@ -52,10 +53,13 @@ def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp('clips')
     bags = {}
     for storage in ('sqlite3', 'mcap'):
-        manifest = generate_dataset(root / f'data_{storage}', 'small', 3, rosbag=root / f'bag_{storage}',
-                                    rosbag_storage=storage, frames=FRAMES, videos={'val': 1}, people=(1, 2))
+        manifest = generate_dataset(root / f'data_{storage}', 'small', 3, frames=FRAMES, videos={'val': 1},
+                                    people=(1, 2))
+        sequence = manifest['splits']['val'][0]
+        convert(root / f'data_{storage}' / 'images' / 'val' / sequence, root / f'bag_{storage}',
+                root / f'data_{storage}' / 'annotations' / 'val' / f'{sequence}.json', fps=manifest['config']['fps'],
+                storage=storage)
         bags[storage] = root / f'bag_{storage}'
-    sequence = manifest['rosbag']['sequence']
     return {'bags': bags, 'gt': root / 'data_mcap' / 'annotations' / 'val' / f'{sequence}.json'}
 
 
@@ -265,8 +269,6 @@ def test_an_input_inside_the_outputs_it_replaces_is_refused(clips, onnx_model, t
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_replay_closes_its_outputs_and_reports(onnx_model, tmp_path, signum):
-    from starpose_ros.video2bag import convert
-
     bag = tmp_path / 'bag'  # 24 real frames, HOG at 8x upscale: seconds of replay to interrupt
     convert(REPO_ROOT / 'test' / 'fixtures' / 'vtest_x4' / 'images', bag, fps=10, storage='mcap')
     out = tmp_path / 'run'

@@ -29,24 +29,30 @@ import itertools
 import json
 import os
 import random
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from starpose_model.hrnet import imagenet_normalize
+from starpose_training.state import (
+    StopRequest,
+    TrainingStopped,
+    atomic_save,
+    check_resumable,
+    ignore_stop_signals,
+    rng_states,
+    set_rng_states,
+)
+from starpose_training.tasks import PoseTask, SRTask, freeze
+from starpose_training.train_pose import POSE_WEIGHTS_FILE, hrnet_init, save_pose_weights
 
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
 STATE_FILE = 'train_state.pt'
@@ -284,110 +290,6 @@ def collate(samples: list[dict]) -> dict:
     return batch
 
 
-# --------------------------------------------------------------------------------------------
-# Models and the SR task.
-# --------------------------------------------------------------------------------------------
-
-def freeze(module: torch.nn.Module) -> torch.nn.Module:
-    """Eval mode and no gradients: the frozen pose net of the paper."""
-    module.eval()
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
-    return module
-
-
-def target_frame(lr_frames: torch.Tensor, which: str) -> torch.Tensor:
-    """The target frame of `[B, T, 3, h, w]` windows (`last` = causal, `center` = offline)."""
-    index = lr_frames.shape[1] - 1 if which == 'last' else lr_frames.shape[1] // 2
-    return lr_frames[:, index]
-
-
-def image_grid(columns: list[torch.Tensor], max_rows: int = 4) -> torch.Tensor:
-    """`[3, H, W]` picture: one row per sample, one column per tensor (`[B, 3, H, W]` in [0, 1])."""
-    height, width = columns[-1].shape[-2:]
-    resized = [F.interpolate(c[:max_rows].float(), size=(height, width), mode='nearest') for c in columns]
-    rows = torch.cat(resized, dim=3)                   # [rows, 3, H, W * columns]
-    return torch.cat(list(rows), dim=1).clamp(0, 1)    # [3, H * rows, W * columns]
-
-
-def heatmap_picture(image: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
-    """HR image darkened, with the max over joint heatmaps in red (for TensorBoard)."""
-    peak = heatmaps.float().amax(dim=1, keepdim=True).clamp(0, 1)
-    peak = F.interpolate(peak, size=image.shape[-2:], mode='bilinear', align_corners=False)
-    return (0.5 * image.float() + torch.cat([peak, torch.zeros_like(peak), torch.zeros_like(peak)], 1)).clamp(0, 1)
-
-
-@dataclass
-class SRTask:
-    """STAR-Pose SR training: trainable SR net, the compound loss of eq. 7 (with the frozen pose net)."""
-
-    sr_net: torch.nn.Module
-    loss_fn: Any  # starpose_model.loss.CompoundLoss: holds the frozen pose net and lambda
-    target: str = 'center'
-    name: str = 'sr'
-
-    @property
-    def model(self) -> torch.nn.Module:
-        """The module the optimiser trains."""
-        return self.sr_net
-
-    def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Compound loss of one batch; `model` is the (possibly DDP-wrapped) SR net."""
-        sr = model(batch['lr_frames'])
-        terms = self.loss_fn(sr.float(), batch['hr_image'], batch['heatmaps'], batch['target_weight'])
-        return terms['total'], {'pixel': terms['pixel'], 'pose': terms['pose']}
-
-    @torch.no_grad()
-    def pictures(self, batch: dict) -> torch.Tensor:
-        """LR (target frame) | bicubic | SR | HR | SR heatmaps | GT heatmaps."""
-        lr = target_frame(batch['lr_frames'], self.target)
-        hr = batch['hr_image']
-        bicubic = F.interpolate(lr.float(), size=hr.shape[-2:], mode='bicubic', align_corners=False)
-        sr = self.sr_net(batch['lr_frames']).float().clamp(0, 1)
-        predicted = self.loss_fn.pose_net(imagenet_normalize(sr))
-        return image_grid([lr, bicubic, sr, hr, heatmap_picture(sr, predicted),
-                           heatmap_picture(hr, batch['heatmaps'])])
-
-
-# --------------------------------------------------------------------------------------------
-# Training state on disk: written atomically (tmp + rename), read back exactly.
-# --------------------------------------------------------------------------------------------
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to `path` so that a crash mid-write never leaves a truncated file behind.
-
-    A failed write (a full disk surfaces as torch's `RuntimeError: [enforce fail at
-    inline_container.cc]` or as an OSError) removes the temporary file, keeps the previous `path`
-    as it was, and raises OSError naming the file.
-    """
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as error:
-        tmp.unlink(missing_ok=True)
-        reason = 'no space left on the device' if 'No space' in str(error) or getattr(error, 'errno', None) == 28 \
-            else str(error).strip().splitlines()[0]
-        raise OSError(f'writing {path} failed ({reason}); the previous {path.name} is unchanged') from None
-
-
-def rng_states() -> dict:
-    """Python, numpy, torch (and CUDA) RNG states of this process."""
-    states = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states['cuda'] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict) -> None:
-    """Restore what `rng_states` saved."""
-    random.setstate(states['python'])
-    np.random.set_state(states['numpy'])
-    torch.set_rng_state(states['torch'])
-    if 'cuda' in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states['cuda'])
-
-
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DDP wrapper."""
     return model.module if isinstance(model, DistributedDataParallel) else model
@@ -402,86 +304,6 @@ def seed_everything(seed: int) -> None:
 
 def _move(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-# Settings that may change between a run and its resume without changing what it computes.
-RESUME_FREE_KEYS = frozenset({'out_dir', 'max_steps', 'num_workers', 'threads', 'log_every', 'image_every',
-                              'checkpoint_every'})
-
-
-def config_differences(saved: Any, current: Any, prefix: str = '') -> list[str]:
-    """Dotted keys whose values differ between two configs (`RESUME_FREE_KEYS` ignored)."""
-    if not (isinstance(saved, dict) and isinstance(current, dict)):
-        return [] if saved == current else [prefix or '(config)']
-    differences = []
-    for key in sorted(set(saved) | set(current), key=str):
-        if key in RESUME_FREE_KEYS:
-            continue
-        differences += config_differences(saved.get(key), current.get(key), f'{prefix}.{key}' if prefix else str(key))
-    return differences
-
-
-def check_resumable(state: dict, state_path: Path, task_name: str, config: dict | None) -> None:
-    """Refuse a state saved by another stage or with other settings, naming the difference and the way out."""
-    way_out = 'pass --resume none to start over, or choose another --out'
-    if state.get('task') not in (None, task_name):
-        raise ValueError(f'{state_path} is the training state of the {state["task"]} stage, not {task_name}; '
-                         f'{way_out}')
-    if config is None or state.get('config') is None:
-        return
-    differences = config_differences(state['config'], config)
-    if differences:
-        shown = ', '.join(differences[:6]) + (' ...' if len(differences) > 6 else '')
-        raise ValueError(f'{state_path} was saved by a run with other settings ({shown}): resuming would mix the '
-                         f'two runs; {way_out}')
-
-
-class TrainingStopped(RuntimeError):
-    """SIGINT/SIGTERM ended a run early, after saving its state (the same command continues it)."""
-
-
-class StopRequest:
-    """Turns SIGINT/SIGTERM into "finish this step, save the state, stop" (a second signal acts at once).
-
-    Saving at a step boundary keeps exact resume: the state equals a checkpoint taken there.
-    DataLoader workers ignore the signals (`ignore_stop_signals`), so Ctrl-C in a terminal, which
-    reaches the whole process group, does not kill them under the main process.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.signal_name: str | None = None
-        self._previous: dict = {}
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum, frame) -> None:
-        self.signal_name = signal.Signals(signum).name
-        for other, handler in self._previous.items():
-            signal.signal(other, handler)
-
-    def requested(self, runtime: Runtime) -> bool:
-        """Whether to stop after this step; with DDP every rank agrees (or their collectives would hang)."""
-        wanted = self.signal_name is not None
-        if runtime.distributed:
-            flag = torch.tensor(float(wanted), device=runtime.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            wanted = bool(flag.item())
-        return wanted
-
-
-def ignore_stop_signals(_worker_id: int) -> None:
-    """DataLoader worker start-up: the main process alone decides when a run stops."""
-    for signum in StopRequest.SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
@@ -629,7 +451,7 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
                     unwrap(model).eval()
                     writer.add_image(f'{task.name}/samples', task.pictures(batch), step)
                     unwrap(model).train()
-                stopping = stop.requested(runtime)
+                stopping = stop.requested(runtime.distributed, runtime.device)
                 if step % schedule.checkpoint_every == 0 or step == total_steps or stopping:
                     save_state()
                 progress.update(1)
@@ -727,7 +549,6 @@ def _pose_weights_path(config: dict) -> Path:
     pose = config.get('pose') or {}
     if pose.get('checkpoint'):
         return Path(pose['checkpoint'])
-    from starpose_training.train_pose import POSE_WEIGHTS_FILE
     return Path(config['out_dir']) / 'pose' / POSE_WEIGHTS_FILE
 
 
@@ -739,7 +560,6 @@ def run_pose_stage(config: dict, runtime: Runtime, resume: str | None = 'auto') 
     (default: `data.augment`) sets its augmentation.
     """
     from starpose_model.hrnet import build_pose_net
-    from starpose_training.train_pose import PoseTask, hrnet_init, save_pose_weights
 
     mcfg = model_config(config)
     pose = config.get('pose') or {}

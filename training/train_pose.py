@@ -3,49 +3,19 @@
 STAR-Pose freezes a pose net trained on high-resolution crops. With PoseTrack and an official
 HRNet checkpoint you load it (`pose.checkpoint` in the YAML); where no pretrained weights exist
 (the synthetic mini-reproduction, new keypoint layouts) this trains one first, with the same
-loop as the SR network (`train.fit`) and HRNet's loss: 0.5 x MSE per joint, weighted by the
+loop as the SR network (`train.fit`, task `tasks.PoseTask`) and HRNet's loss: 0.5 x MSE per joint, weighted by the
 joint's target weight. The result is a bare state dict with the official names, which
 `hrnet.load_pose_checkpoint` reads like any official checkpoint.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from starpose_model.hrnet import imagenet_normalize
-from starpose_model.loss import joints_mse
-from starpose_training.train import atomic_save, heatmap_picture, image_grid
+from starpose_training.state import atomic_save
 
 POSE_WEIGHTS_FILE = 'pose_net.pth'
-
-
-@dataclass
-class PoseTask:
-    """Trainable pose net on ImageNet-normalised HR crops."""
-
-    pose_net: nn.Module
-    name: str = 'pose'
-
-    @property
-    def model(self) -> nn.Module:
-        """The module the optimiser trains."""
-        return self.pose_net
-
-    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Weighted heatmap MSE of one batch; `model` is the (possibly DDP-wrapped) pose net."""
-        predicted = model(imagenet_normalize(batch['hr_image']))
-        loss = joints_mse(predicted.float(), batch['heatmaps'], batch['target_weight'])
-        return loss, {}
-
-    @torch.no_grad()
-    def pictures(self, batch: dict) -> torch.Tensor:
-        """HR crop | predicted heatmaps | ground-truth heatmaps."""
-        hr = batch['hr_image']
-        predicted = self.pose_net(imagenet_normalize(hr))
-        return image_grid([hr, heatmap_picture(hr, predicted), heatmap_picture(hr, batch['heatmaps'])])
 
 
 def hrnet_init(pose_net: nn.Module) -> nn.Module:

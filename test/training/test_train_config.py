@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from starpose_training import train
+from starpose_training import state, train
 
 ABLATION_FIELDS = {
     'no_temporal': ('window', 1),
@@ -75,8 +75,8 @@ def test_bad_configs_name_the_problem(tmp_path):
 
 def test_atomic_save_replaces_without_leftovers(tmp_path):
     path = tmp_path / 'state.pt'
-    train.atomic_save({'step': 1}, path)
-    train.atomic_save({'step': 2}, path)
+    state.atomic_save({'step': 1}, path)
+    state.atomic_save({'step': 2}, path)
     assert torch.load(path)['step'] == 2
     assert [p.name for p in tmp_path.iterdir()] == ['state.pt']
 
@@ -121,7 +121,7 @@ def test_the_command_line_refuses_a_typo_in_one_line(tmp_path, capsys):
 
 def test_a_failed_save_removes_its_temporary_and_keeps_the_previous_state(tmp_path, monkeypatch):
     path = tmp_path / 'state.pt'
-    train.atomic_save({'step': 1}, path)
+    state.atomic_save({'step': 1}, path)
 
     def full_disk(obj, target):
         Path(target).write_bytes(b'partial')
@@ -129,6 +129,6 @@ def test_a_failed_save_removes_its_temporary_and_keeps_the_previous_state(tmp_pa
                            'data/0: file write failed')
     monkeypatch.setattr(torch, 'save', full_disk)
     with pytest.raises(OSError, match=r'writing .*state.pt failed.*previous state.pt is unchanged'):
-        train.atomic_save({'step': 2}, path)
+        state.atomic_save({'step': 2}, path)
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ['state.pt'] and torch.load(path)['step'] == 1

@@ -18,7 +18,7 @@ import yaml
 
 from starpose_model.checkpoint import load_inference_model
 from starpose_model.hrnet import build_pose_net
-from starpose_training import train
+from starpose_training import state, tasks, train
 from starpose_training.train_pose import save_pose_weights
 from test.training.posetrack_fixtures import make_video, write_dataset
 
@@ -81,7 +81,7 @@ def test_smoke_run_loss_falls_and_writes_a_loadable_checkpoint(tmp_path, tiny_da
     from starpose_model.star_pose import StarPoseSR
 
     torch.manual_seed(0)
-    task = train.SRTask(StarPoseSR(mcfg), CompoundLoss(pose_net, mcfg.loss_lambda), target=mcfg.target_frame)
+    task = tasks.SRTask(StarPoseSR(mcfg), CompoundLoss(pose_net, mcfg.loss_lambda), target=mcfg.target_frame)
     summary = train.fit(task, two_windows, train.Schedule.from_dict(cfg['schedule']), tmp_path / 'run',
                         train.setup_runtime('cpu'), resume=None)
     losses = list(read_losses(tmp_path / 'run').values())
@@ -200,10 +200,10 @@ def test_resuming_with_other_settings_is_refused_by_name(tmp_path, tiny_data, ra
 
 
 def test_a_state_of_the_other_stage_is_refused(tmp_path):
-    state = {'task': 'pose', 'config': {}}
+    saved = {'task': 'pose', 'config': {}}
     with pytest.raises(ValueError, match='state of the pose stage, not sr'):
-        train.check_resumable(state, tmp_path / 'train_state.pt', 'sr', {})
-    assert train.config_differences({'a': {'b': 1, 'max_steps': 3}}, {'a': {'b': 2, 'max_steps': 9}}) == ['a.b']
+        state.check_resumable(saved, tmp_path / 'train_state.pt', 'sr', {})
+    assert state.config_differences({'a': {'b': 1, 'max_steps': 3}}, {'a': {'b': 2, 'max_steps': 9}}) == ['a.b']
 
 
 @pytest.mark.parametrize('override', ['schedule.amp=fp8', 'data.train=annotations/missing'])
@@ -225,13 +225,13 @@ def test_a_corrupt_training_state_is_one_line(tmp_path, tiny_data, random_pose_w
 def test_a_diverged_loss_is_one_line_naming_the_last_good_state(tmp_path, tiny_data, random_pose_weights,
                                                                monkeypatch):
     config = write_config(tmp_path / 'a.yaml', tiny_data, random_pose_weights, tmp_path / 'a', epochs=1)
-    real_loss, calls = train.SRTask.loss, []
+    real_loss, calls = tasks.SRTask.loss, []
 
     def diverging(self, model, batch):
         loss, parts = real_loss(self, model, batch)
         calls.append(1)
         return (loss * float('nan') if len(calls) == 3 else loss), parts
 
-    monkeypatch.setattr(train.SRTask, 'loss', diverging)
+    monkeypatch.setattr(tasks.SRTask, 'loss', diverging)
     with pytest.raises(SystemExit, match=r'starpose-train: error: \[sr\] loss is nan at step 2; last good state: '):
         train.main([str(config), '--max-steps', '6'])

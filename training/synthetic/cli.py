@@ -1,8 +1,10 @@
-"""``starpose-synth``: generate synthetic tiny-people videos (PoseTrack18 + rosbag2) and preview them.
+r"""``starpose-synth``: generate synthetic tiny-people videos (PoseTrack18 format) and preview them.
 
-Examples::
+Examples (a clip becomes a rosbag2 with the bag tools' `starpose-video2bag`)::
 
-    starpose-synth generate data/synth_demo --preset demo --seed 1 --rosbag data/synth_demo_bag --storage mcap
+    starpose-synth generate data/synth_demo --preset demo --seed 1
+    starpose-video2bag data/synth_demo/images/val/000002_synth data/synth_demo_bag --storage mcap \
+        --posetrack-json data/synth_demo/annotations/val/000002_synth.json
     starpose-synth generate data/synth_train --preset train --set person_height=[80,260] --set frames=80
     starpose-synth preview data/synth_demo --split val --frames 8 --out outputs/synth_sheet.png --gif outputs/s.gif
 """
@@ -57,17 +59,16 @@ def _generate(args) -> int:
     start = time.perf_counter()
     with tqdm(unit='frame', desc='rendering', disable=args.quiet) as bar:
         manifest = generate_dataset(
-            args.out, args.preset, args.seed, difficulty=args.difficulty, overwrite=args.overwrite, rosbag=args.rosbag,
-            rosbag_storage=args.storage, rosbag_split=args.rosbag_split, rosbag_frame_id=args.frame_id,
-            rosbag_image_format=args.image_format, progress=lambda n: bar.update(n - bar.n), **overrides)
+            args.out, args.preset, args.seed, difficulty=args.difficulty, overwrite=args.overwrite,
+            progress=lambda n: bar.update(n - bar.n), **overrides)
     seconds = time.perf_counter() - start
     config = manifest['config']
     print(f"wrote {manifest['frames']} frames ({config['width']}x{config['height']}), "
           f"{manifest['annotations']} person annotations in {sum(map(len, manifest['splits'].values()))} videos "
           f"to {args.out} in {seconds:.1f} s ({manifest['frames'] / seconds:.1f} frames/s)")
-    if manifest['rosbag']:
-        bag = manifest['rosbag']
-        print(f"rosbag2 ({bag['storage']}): {bag['path']} <- sequence {bag['sequence']}")
+    split, sequences = next(iter(manifest['splits'].items()))
+    print(f"as a rosbag2: starpose-video2bag {args.out}/images/{split}/{sequences[0]} BAG --posetrack-json "
+          f"{args.out}/annotations/{split}/{sequences[0]}.json --fps {config['fps']:g}")
     return 0
 
 
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='starpose-synth', description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='command', required=True)
-    gen = commands.add_parser('generate', help='render a PoseTrack18-format dataset (and optionally a rosbag2)')
+    gen = commands.add_parser('generate', help='render a PoseTrack18-format dataset')
     gen.add_argument('out', help='output folder (images/, annotations/, synth_manifest.json)')
     gen.add_argument('--preset', choices=sorted(PRESETS), default='demo')
     gen.add_argument('--seed', type=int, default=0)
@@ -102,12 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                      help='override any config field (YAML value), e.g. --set person_height=[70,250]')
     gen.add_argument('--overwrite', action='store_true', help='replace an earlier dataset in OUT')
-    gen.add_argument('--rosbag', help='also write the first clip of --rosbag-split as a rosbag2 here')
-    gen.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3', help='rosbag2 storage')
-    gen.add_argument('--rosbag-split', help='split whose first clip goes into the bag (default: val, else first)')
-    gen.add_argument('--frame-id', default='camera', help='header frame_id of the bag messages')
-    gen.add_argument('--image-format', choices=('rgb8', 'bgr8', 'jpeg', 'png'), default='rgb8',
-                     help='bag images: raw sensor_msgs/Image on /image, or CompressedImage on /image/compressed')
     gen.add_argument('--quiet', action='store_true', help='no progress bar')
     gen.set_defaults(func=_generate)
     pre = commands.add_parser('preview', help='contact sheet (PNG) and GIF with ground-truth skeletons')

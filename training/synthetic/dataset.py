@@ -1,4 +1,4 @@
-"""Write synthetic clips as a PoseTrack18 dataset (and optionally one clip as a rosbag2).
+"""Write synthetic clips as a PoseTrack18 dataset (a clip becomes a rosbag2 with `starpose-video2bag`).
 
 Layout (the same as the published PoseTrack18 release, so the same readers load it)::
 
@@ -31,7 +31,6 @@ CATEGORIES = [{
     'supercategory': 'person', 'id': 1, 'name': 'person', 'keypoints': list(POSETRACK_KEYPOINT_NAMES),
     'skeleton': [[a + 1, b + 1] for a, b in SKELETON_EDGES['posetrack']],  # 1-based, as in PoseTrack18
 }]
-BAG_START_NS = 1_700_000_000 * 10**9  # fixed, so bags are reproducible too
 _OUTPUTS = ('images', 'annotations', 'synth_manifest.json')
 
 
@@ -125,97 +124,44 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-class _BagOutput:
-    """Writes one clip's frames and ground-truth detections to a rosbag2 as they are rendered."""
-
-    def __init__(self, path: Path, storage: str, frame_id: str, image_format: str, fps: float):
-        from starpose_ros import bagio  # ROS-free (rosbags only); imported here so datasets need no bag code
-
-        self.bagio = bagio
-        self.typestore = bagio.starpose_typestore()
-        self.writer = bagio.BagWriter(path, storage=storage, typestore=self.typestore)
-        self.frame_id, self.image_format, self.period_ns = frame_id, image_format, int(round(1e9 / fps))
-
-    def write(self, frame: int, image: np.ndarray, people: list[PersonFrame], config: SynthConfig) -> None:
-        from starpose_ros.core.types import Detection
-
-        stamp = BAG_START_NS + frame * self.period_ns
-        if self.image_format in ('rgb8', 'bgr8'):
-            msg = self.bagio.image_message(self.typestore, image, stamp, self.frame_id, self.image_format)
-            self.writer.write('/image', msg)
-        else:
-            msg = self.bagio.compressed_image_message(self.typestore, image, stamp, self.frame_id, self.image_format)
-            self.writer.write('/image/compressed', msg)
-        detections = [Detection(box_xywh=tuple(_r(p.bbox_xywh)), track_id=str(p.track_id), score=1.0)
-                      for p in people if is_annotated(p, config)]
-        self.writer.write('/detections', self.bagio.detections_message(self.typestore, detections, stamp,
-                                                                       self.frame_id))
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 def generate_dataset(out_dir: str | Path, preset: str = 'small', seed: int = 0, *, difficulty: str = 'medium',
-                     overwrite: bool = False,
-                     rosbag: str | Path | None = None, rosbag_storage: str = 'sqlite3',
-                     rosbag_split: str | None = None, rosbag_frame_id: str = 'camera',
-                     rosbag_image_format: str = 'rgb8', progress=None, **overrides) -> dict:
+                     overwrite: bool = False, progress=None, **overrides) -> dict:
     """Render every clip of the preset (at `difficulty`, with `overrides`) and write the PoseTrack18 dataset.
 
-    With `rosbag`, the first clip of `rosbag_split` (default: ``val`` if generated, else the first
-    split) is also written as a rosbag2 with ``/image`` (``/image/compressed`` for ``jpeg``/``png``)
-    and ``/detections`` (starpose_msgs/TrackedDetectionArray; id = track id; equal headers per frame).
+    A clip becomes a rosbag2 with the bag tools: `starpose-video2bag <out>/images/val/<seq> BAG
+    --posetrack-json <out>/annotations/val/<seq>.json` (its frames and annotated boxes).
     `progress`, if given, is called with the number of frames done after each frame.
     Returns the manifest (also written to ``synth_manifest.json``).
     """
     config = make_config(preset, difficulty, **overrides)
     out = Path(out_dir)
-    if rosbag is not None:
-        if rosbag_image_format not in ('rgb8', 'bgr8', 'jpeg', 'png'):
-            raise ValueError(f"rosbag_image_format must be rgb8, bgr8, jpeg or png, got {rosbag_image_format!r}")
-        rosbag_split = rosbag_split or ('val' if 'val' in config.videos else next(iter(config.videos)))
-        if rosbag_split not in config.videos:
-            raise ValueError(f'rosbag_split {rosbag_split!r} is not generated; splits: {sorted(config.videos)}')
-        if Path(rosbag).exists():
-            raise FileExistsError(f'rosbag path {rosbag} exists already; rosbag2 writers never overwrite')
     _prepare_output(out, overwrite)
     manifest = {'generator': 'starpose-synth', 'format': 'posetrack18', 'preset': preset, 'difficulty': difficulty,
                 'seed': int(seed),
-                'config': asdict(config), 'splits': {}, 'frames': 0, 'annotations': 0, 'rosbag': None}
+                'config': asdict(config), 'splits': {}, 'frames': 0, 'annotations': 0}
     jpeg = [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality]
     vid_number = 0
     for split, count in config.videos.items():
         merged = {'images': [], 'annotations': [], 'categories': CATEGORIES}
         manifest['splits'][split] = []
-        for clip in range(count):
+        for _ in range(count):
             vid_number += 1
             seq = sequence_name(vid_number)
             renderer = ClipRenderer(config, clip_seed(seed, vid_number))
-            bag = None
-            if rosbag is not None and split == rosbag_split and clip == 0:
-                bag = _BagOutput(Path(rosbag), rosbag_storage, rosbag_frame_id, rosbag_image_format, config.fps)
-                manifest['rosbag'] = {'path': str(rosbag), 'storage': rosbag_storage, 'sequence': seq,
-                                      'frame_id': rosbag_frame_id, 'image_format': rosbag_image_format}
             video = {'images': [], 'annotations': [], 'categories': CATEGORIES}
             frame_dir = out / 'images' / split / seq
             frame_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                for frame in range(config.frames):
-                    rendered = renderer.render(frame)
-                    path = frame_dir / f'{frame:06d}.jpg'
-                    if not cv2.imwrite(str(path), cv2.cvtColor(rendered.image, cv2.COLOR_RGB2BGR), jpeg):
-                        raise OSError(f'OpenCV could not write {path}')
-                    image, annotations = _frame_entries(vid_number, split, seq, frame, rendered.people, config)
-                    video['images'].append(image)
-                    video['annotations'] += annotations
-                    if bag is not None:
-                        bag.write(frame, rendered.image, rendered.people, config)
-                    manifest['frames'] += 1
-                    if progress is not None:
-                        progress(manifest['frames'])
-            finally:
-                if bag is not None:
-                    bag.close()
+            for frame in range(config.frames):
+                rendered = renderer.render(frame)
+                path = frame_dir / f'{frame:06d}.jpg'
+                if not cv2.imwrite(str(path), cv2.cvtColor(rendered.image, cv2.COLOR_RGB2BGR), jpeg):
+                    raise OSError(f'OpenCV could not write {path}')
+                image, annotations = _frame_entries(vid_number, split, seq, frame, rendered.people, config)
+                video['images'].append(image)
+                video['annotations'] += annotations
+                manifest['frames'] += 1
+                if progress is not None:
+                    progress(manifest['frames'])
             _dump(out / 'annotations' / split / f'{seq}.json', video)
             merged['images'] += video['images']
             merged['annotations'] += video['annotations']
