@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -201,6 +202,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.precision == 'int8' and args.calibration_data is None:
         parser.error('--precision int8 needs --calibration-data (uint8 LR windows, .npy)')
+    if args.output.is_dir():
+        print(f'starpose-export: error: --output {args.output} is a folder; give the .onnx file to write',
+              file=sys.stderr)
+        return 1
+    try:  # the output is written to a temporary beside it, then renamed: no half file, ever
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=args.output.parent, prefix=f'.{args.output.name}.', suffix='.tmp')
+        os.close(handle)
+    except OSError as error:  # checked before the model is loaded and exported
+        print(f'starpose-export: error: cannot write {args.output}: {error.strerror or error}', file=sys.stderr)
+        return 1
     torch.set_num_threads(min(torch.get_num_threads(), 4))
     try:
         if args.checkpoint is not None:
@@ -208,19 +220,26 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model = random_model(args.config, pose_only=args.pose_only, seed=args.seed)
         with tempfile.TemporaryDirectory(prefix='starpose-export-') as folder:
-            fp32_path = args.output if args.precision == 'fp32' else Path(folder) / 'fp32.onnx'
+            fp32_path = Path(partial) if args.precision == 'fp32' else Path(folder) / 'fp32.onnx'
             export_onnx(model, fp32_path, opset=args.opset)
             if args.check:
                 for report in check_onnx(model, fp32_path):
                     print('check ok (fp32): ' + ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
                                                           for k, v in report.items()))
             if args.precision != 'fp32':
-                write_precision_graph(fp32_path, args.output, args.precision, args.calibration_data, args.fp32_scope)
+                write_precision_graph(fp32_path, Path(partial), args.precision, args.calibration_data,
+                                      args.fp32_scope)
+        os.replace(partial, args.output)
         size = args.output.stat().st_size / 1e6
         print(f'wrote {args.output} ({size:.1f} MB, opset {args.opset}, {args.precision})')
     except (CheckpointError, ExportCheckError, ValueError, OSError) as error:
         print(f'starpose-export: error: {error}', file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f'starpose-export: interrupted; {args.output} was not written', file=sys.stderr)
+        return 130
+    finally:
+        Path(partial).unlink(missing_ok=True)
     return 0
 
 

@@ -239,3 +239,23 @@ def test_cli_int8_without_calibration_data_is_refused_before_exporting(tmp_path,
     with pytest.raises(SystemExit):
         main(['--config', 'tiny', '--output', str(tmp_path / 'x.onnx'), '--precision', 'int8'])
     assert '--calibration-data' in capsys.readouterr().err and not (tmp_path / 'x.onnx').exists()
+
+
+def test_cli_refuses_an_output_it_cannot_write_before_loading_anything(tmp_path, capsys, monkeypatch):
+    import starpose_model.export as export
+
+    monkeypatch.setattr(export, 'load_inference_model', lambda path: pytest.fail('loaded before the check'))
+    (tmp_path / 'folder').mkdir()
+    (tmp_path / 'notes.txt').write_text('mine')
+    for output, says in [(tmp_path / 'folder', 'is a folder'), (tmp_path / 'notes.txt' / 'm.onnx', 'cannot write')]:
+        assert main(['--checkpoint', str(tmp_path / 'any.pt'), '--output', str(output)]) == 1
+        err = capsys.readouterr().err
+        assert says in err and err.count('\n') == 1
+    assert (tmp_path / 'notes.txt').read_text() == 'mine' and list((tmp_path / 'folder').iterdir()) == []
+
+
+def test_cli_writes_through_a_temporary_and_leaves_none_behind(tmp_path, capsys):
+    assert main(['--config', 'tiny', '--output', str(tmp_path / 'm.onnx')]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ['m.onnx']
+    assert main(['--checkpoint', str(tmp_path / 'absent.pt'), '--output', str(tmp_path / 'n.onnx')]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ['m.onnx']
