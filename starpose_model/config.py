@@ -171,8 +171,3 @@ def get_config(name: str = 'paper', ablation: str | None = None, **overrides) ->
             raise ValueError(f'unknown ablation {ablation!r}; choose one of {tuple(ABLATIONS)}')
         cfg = cfg.replace(**ABLATIONS[ablation])
     return cfg.replace(**overrides) if overrides else cfg
-
-
-def ablation_configs(name: str = 'paper') -> dict[str, StarPoseConfig]:
-    """The full configuration and the four ablations of Table 4, keyed by ablation name."""
-    return {'full': get_config(name), **{ablation: get_config(name, ablation) for ablation in ABLATIONS}}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 import torch
 
@@ -79,59 +78,6 @@ def decode_argmax(heatmaps: torch.Tensor, quarter_offset: bool = True) -> torch.
         step_y = torch.sign(value_at(0, 1) - value_at(0, -1)) * inside_y
         coords = coords + 0.25 * torch.cat([step_x, step_y], dim=-1)
     return torch.cat([coords, score], dim=-1)
-
-
-def _dark_blur_sigma(kernel: int) -> float:
-    """OpenCV's default sigma for a Gaussian kernel of this size (the one DARK's reference uses)."""
-    return 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
-
-
-def dark_refine(heatmaps: np.ndarray, coords: np.ndarray, blur_kernel: int = 11) -> np.ndarray:
-    """DARK sub-pixel refinement (Zhang et al., CVPR 2020) of integer maxima `coords [..., 2]`.
-
-    Smooths each map with a Gaussian (keeping its original maximum), takes the log, and moves
-    by one Newton step -H^-1 g of the second-order Taylor expansion at the maximum. Maxima on
-    the border or with a singular Hessian keep their input coordinates.
-    """
-    heatmaps = np.asarray(heatmaps, dtype=np.float64)
-    coords = np.asarray(coords, dtype=np.float64)
-    height, width = heatmaps.shape[-2:]
-    maps = heatmaps.reshape(-1, height, width)
-    points = coords.reshape(-1, 2).copy()
-    sigma = _dark_blur_sigma(blur_kernel)
-    for heatmap, point in zip(maps, points, strict=True):
-        peak = heatmap.max()
-        smooth = cv2.GaussianBlur(heatmap, (blur_kernel, blur_kernel), sigma)
-        if smooth.max() > 0:
-            smooth *= peak / smooth.max()
-        logmap = np.log(np.maximum(smooth, 1e-10))
-        x, y = int(round(point[0])), int(round(point[1]))
-        if not (1 <= x < width - 1 and 1 <= y < height - 1):
-            continue
-        dx = 0.5 * (logmap[y, x + 1] - logmap[y, x - 1])
-        dy = 0.5 * (logmap[y + 1, x] - logmap[y - 1, x])
-        dxx = logmap[y, x + 1] - 2 * logmap[y, x] + logmap[y, x - 1]
-        dyy = logmap[y + 1, x] - 2 * logmap[y, x] + logmap[y - 1, x]
-        dxy = 0.25 * (logmap[y + 1, x + 1] - logmap[y - 1, x + 1] - logmap[y + 1, x - 1] + logmap[y - 1, x - 1])
-        hessian = np.array([[dxx, dxy], [dxy, dyy]])
-        if abs(np.linalg.det(hessian)) < 1e-12:
-            continue
-        point[:] = (x, y) - np.linalg.solve(hessian, (dx, dy))
-    return points.reshape(coords.shape)
-
-
-def decode_heatmaps(heatmaps, method: str = 'quarter') -> np.ndarray:
-    """Decode heatmaps `[..., K, H, W]` to `[..., K, 3]` (x, y in heatmap pixels, score).
-
-    `method`: `argmax` (integer maximum), `quarter` (official HRNet quarter-pixel step) or `dark`.
-    """
-    if method not in ('argmax', 'quarter', 'dark'):
-        raise ValueError(f"unknown decoding method {method!r}; use 'argmax', 'quarter' or 'dark'")
-    heatmaps = np.asarray(heatmaps, dtype=np.float32)
-    decoded = decode_argmax(torch.from_numpy(heatmaps), quarter_offset=method == 'quarter').numpy()
-    if method == 'dark':
-        decoded[..., :2] = dark_refine(heatmaps, decoded[..., :2])
-    return decoded
 
 
 def heatmap_to_crop(keypoints: np.ndarray, stride: int = HEATMAP_STRIDE) -> np.ndarray:

@@ -27,7 +27,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import time
@@ -342,16 +341,14 @@ class EvalOptions:
     save_calibration: Path | None = None
     calibration_windows: int = 512
     progress: bool = True
-    backend_options: dict = field(default_factory=dict)
 
 
 def _backend_options(options: EvalOptions, backend: str) -> dict:
     if backend == 'onnxruntime':
-        return {'device': options.device, 'intra_op_threads': options.threads, **options.backend_options}
+        return {'device': options.device, 'intra_op_threads': options.threads}
     if backend == 'torch':
-        return {'device': options.device, 'num_threads': options.threads, 'method': options.method,
-                **options.backend_options}
-    return {'max_batch': options.pipeline.max_batch, **options.backend_options}
+        return {'device': options.device, 'num_threads': options.threads, 'method': options.method}
+    return {'max_batch': options.pipeline.max_batch}
 
 
 def open_backend(options: EvalOptions) -> InferenceBackend:
@@ -755,7 +752,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cli.sigterm_as_interrupt()  # `timeout`, `docker stop`: end like Ctrl-C, outputs closed
     logging.basicConfig(level=logging.WARNING, format='%(name)s: %(levelname)s: %(message)s')
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     try:
         if args.demo:
             report = run_demo(args.output, args.model, args.backend, args.demo_frames, progress=not args.quiet,

@@ -18,7 +18,6 @@ class LatestSlot:
         self._item: Any = None
         self._full = False
         self._closed = False
-        self.put_count = 0
         self.dropped = 0
 
     def put(self, item: Any) -> bool:
@@ -26,7 +25,6 @@ class LatestSlot:
         with self._condition:
             replaced = self._full
             self.dropped += int(replaced)
-            self.put_count += 1
             self._item, self._full = item, True
             self._condition.notify()
             return replaced

@@ -168,17 +168,17 @@ class PosePipeline:
         target = self.windows.frame(target_seq)
         if target is None:
             return None
-        return self._estimate(target, timings, rejected)
+        return self._estimate(target, timings)
 
     def flush(self) -> list[FrameResult]:
         """Results for the frames still inside the 'center' delay line (end of a stream)."""
         if not self.windows.frames:
             return []
         start = max(self._last_target_seq + 1, self.windows.frames[0].seq)
-        return [self._estimate(self.windows.frame(seq), _Timer(self.clock), 0)
+        return [self._estimate(self.windows.frame(seq), _Timer(self.clock))
                 for seq in range(start, self.windows.frames[-1].seq + 1)]
 
-    def _estimate(self, target: StoredFrame, timings: _Timer, rejected: int) -> FrameResult:
+    def _estimate(self, target: StoredFrame, timings: _Timer) -> FrameResult:
         """Crop, infer and decode every person of the target frame."""
         self._last_target_seq = target.seq
         persons_in = target.detections
@@ -216,8 +216,7 @@ class PosePipeline:
         self.counters.persons += len(persons)
         return FrameResult(stamp_ns=target.stamp_ns, frame_id=target.frame_id, persons=persons,
                            timings_ms=timings.finish(), keypoint_layout=self.info.keypoint_layout,
-                           image_rgb=target.image, overlay_rgb=overlay, mosaic_rgb=mosaic,
-                           rejected_detections=rejected)
+                           image_rgb=target.image, overlay_rgb=overlay, mosaic_rgb=mosaic)
 
 
 def hr_crop_to_image(lr_affines: np.ndarray, lr_height: int) -> np.ndarray:

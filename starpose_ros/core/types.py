@@ -53,8 +53,6 @@ class FrameResult:
 
     `image_rgb` is the target frame's image (the overlay's background); `overlay_rgb` and
     `mosaic_rgb` are filled only when the pipeline is configured to draw them.
-    `rejected_detections` counts boxes dropped as invalid (NaN, zero size, outside) in the input
-    frame just processed (with a 'center' model that is not the target frame).
     """
 
     stamp_ns: int
@@ -65,4 +63,3 @@ class FrameResult:
     image_rgb: np.ndarray | None = None
     overlay_rgb: np.ndarray | None = None
     mosaic_rgb: np.ndarray | None = None
-    rejected_detections: int = 0

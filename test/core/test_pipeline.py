@@ -85,7 +85,7 @@ def test_bad_boxes_are_dropped_or_clipped_and_counted(ort_backend):
                   Detection((620.0, -20.0, 60.0, 100.0)), Detection((100.0, 100.0, 30.0, 60.0))]
     pipeline = PosePipeline(ort_backend)
     result = pipeline.process(FrameInput(0, 'c', FRAMES[0], detections))
-    assert result.rejected_detections == 6 and pipeline.counters.clipped_detections == 1
+    assert pipeline.counters.rejected_detections == 6 and pipeline.counters.clipped_detections == 1
     boxes = sorted(tuple(p.box_xywh) for p in result.persons)
     assert boxes == [(100.0, 100.0, 30.0, 60.0), (620.0, 0.0, 20.0, 80.0)]
     assert all(np.isfinite(p.keypoints).all() for p in result.persons)
@@ -112,9 +112,11 @@ def test_processing_is_deterministic_and_restarts_on_backwards_stamps_or_a_new_s
     old_ids = {p.track_id for p in a[-1].persons}
     again = first.process(FrameInput(0, 'camera', FRAMES[0], _boxes(0)))
     assert first.counters.stream_restarts == 1 and not old_ids & {p.track_id for p in again.persons}
+    rejected_before = first.counters.rejected_detections
     smaller = first.process(FrameInput(FRAME_NS, 'camera', FRAMES[1][:240, :320].copy(), _boxes(1)))
     assert first.counters.stream_restarts == 2 and len(first.windows.frames) == 1
-    assert len(smaller.persons) == 1 and smaller.rejected_detections == 1  # the second person is outside
+    assert len(smaller.persons) == 1  # the second person is outside
+    assert first.counters.rejected_detections == rejected_before + 1
 
 
 def test_center_target_is_delayed_stamped_with_the_target_frame_and_flushed(tiny_center_checkpoint):

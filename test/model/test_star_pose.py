@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from starpose_model.attention import SCLeakyReLU
 from starpose_model.blocks import BicubicUpsample
-from starpose_model.config import ABLATIONS, HR_SIZE, StarPoseConfig, ablation_configs, get_config
+from starpose_model.config import ABLATIONS, HR_SIZE, StarPoseConfig, get_config
 from starpose_model.hrnet import build_pose_net
 from starpose_model.loss import CompoundLoss
 from starpose_model.star_pose import StarPoseSR
@@ -108,6 +108,7 @@ def test_gradients_reach_every_parameter_through_the_compound_loss():
 @pytest.mark.parametrize('name,scale', [('tiny', 4), pytest.param('paper', 4, marks=pytest.mark.slow),
                                         pytest.param('paper', 2, marks=pytest.mark.slow)])
 def test_half_precision_autocast_is_finite(name, scale, dtype):
+    torch.manual_seed(0)  # random weights: the bf16 error depends on them, so fix them
     cfg = get_config(name, scale=scale)
     model = StarPoseSR(cfg).eval()
     frames = random_windows(cfg, batch=1)
@@ -133,8 +134,8 @@ def test_ablation_switches_build_and_run(ablation):
 
 
 def test_ablation_presets_match_overrides():
-    configs = ablation_configs('paper')
-    assert set(configs) == {'full', *ABLATIONS}
+    configs = {ablation: get_config('paper', ablation) for ablation in ABLATIONS}
+    assert set(configs) == {'no_temporal', 'relu_kernel', 'no_cnn_branch', 'pixel_loss_only'}
     assert configs['no_temporal'] == get_config('paper', window=1)
     assert configs['relu_kernel'].attention_kernel == 'relu'
 
