@@ -130,8 +130,8 @@ class RosClient:
         request.transition.id = transition_id
         return self.call(ChangeState, f'{node_fqn}/change_state', request, timeout).success
 
-    def get_state(self, node_fqn: str) -> str:
-        return self.call(GetState, f'{node_fqn}/get_state', GetState.Request()).current_state.label
+    def get_state(self, node_fqn: str, timeout: float = 30.0) -> str:
+        return self.call(GetState, f'{node_fqn}/get_state', GetState.Request(), timeout).current_state.label
 
     def set_parameters(self, node_fqn: str, **values) -> list:
         request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
