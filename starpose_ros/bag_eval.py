@@ -42,8 +42,9 @@ from starpose_model.inference import METHODS
 from starpose_ros import bagio, cli
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.backends.base import SR_HEIGHT, SR_WIDTH, BackendError, InferenceBackend, InferenceOutput
-from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, resolve_model
-from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter, tracked_detections, vision_detections
+from starpose_ros.core.messages import pose_array, tracked_detections, vision_detections
+from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, RuntimeOptions, backend_options, resolve_model
+from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import Detection, FrameInput, FrameResult
 from starpose_ros.report import FilmstripSampler, latency_summary, write_report
@@ -180,22 +181,6 @@ def ground_truth_detections(video, index: int) -> list[Detection]:
 # Writing
 # ---------------------------------------------------------------------------------------------
 
-def pose_array_message(typestore, result: FrameResult):
-    """starpose_msgs/PersonPoseArray of a result, with the input image's header (as the node publishes)."""
-    types = typestore.types
-    poses = []
-    for person in result.persons:
-        x, y, w, h = (float(v) for v in person.box_xywh)
-        keypoints = [types['starpose_msgs/msg/Keypoint2D'](x=float(kx), y=float(ky), score=float(ks))
-                     for kx, ky, ks in person.keypoints]
-        poses.append(types['starpose_msgs/msg/PersonPose'](
-            track_id=str(person.track_id), bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
-            score=float(person.score), keypoints=keypoints))
-    return types['starpose_msgs/msg/PersonPoseArray'](
-        header=bagio.make_header(typestore, result.stamp_ns, result.frame_id),
-        keypoint_layout=result.keypoint_layout, poses=poses)
-
-
 def frame_record(result: FrameResult, index: int) -> dict:
     """The JSON line of one frame."""
     return {'frame': index, 'stamp_ns': result.stamp_ns, 'frame_id': result.frame_id,
@@ -238,7 +223,7 @@ class Outputs:
         """Append one frame's messages, JSON line and video frame."""
         target = self.bag_path
         try:
-            self.bag.write(POSES_TOPIC, pose_array_message(self.typestore, result), bag_time_ns)
+            self.bag.write(POSES_TOPIC, pose_array(self.typestore.types, result), bag_time_ns)
             for topic, image in ((OVERLAY_TOPIC, result.overlay_rgb), (MOSAIC_TOPIC, result.mosaic_rgb)):
                 if self.bag_images and image is not None:
                     self.bag.write(topic, bagio.image_message(self.typestore, image, result.stamp_ns,
@@ -343,14 +328,6 @@ class EvalOptions:
     progress: bool = True
 
 
-def _backend_options(options: EvalOptions, backend: str) -> dict:
-    if backend == 'onnxruntime':
-        return {'device': options.device, 'intra_op_threads': options.threads}
-    if backend == 'torch':
-        return {'device': options.device, 'num_threads': options.threads, 'method': options.method}
-    return {'max_batch': options.pipeline.max_batch}
-
-
 def open_backend(options: EvalOptions) -> InferenceBackend:
     """The model of `options` (bundled when None) on its backend; baselines (`method`) run on torch."""
     backend = options.backend
@@ -362,7 +339,9 @@ def open_backend(options: EvalOptions) -> InferenceBackend:
         backend = 'torch'
     try:
         path, name = resolve_model(options.model, backend)
-        return create_backend(name, path, **_backend_options(options, name))
+        runtime = RuntimeOptions(device=options.device, threads=options.threads,
+                                 max_batch=options.pipeline.max_batch, method=options.method)
+        return create_backend(name, path, **backend_options(name, runtime))
     except BackendError as error:
         raise BagEvalError(f'cannot load model {options.model or BUNDLED_MODEL} with backend {backend}: '
                            f'{error}') from error

@@ -29,7 +29,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from starpose_ros.core.image_codec import decode_compressed, decode_image_msg, encode_image
+from starpose_ros.core.image_codec import encode_image, image_message_to_rgb
+from starpose_ros.core.messages import header_stamp_ns, make_header
 from starpose_ros.core.types import Detection
 
 IMAGE = 'sensor_msgs/msg/Image'
@@ -38,6 +39,7 @@ DETECTIONS = 'starpose_msgs/msg/TrackedDetectionArray'
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
 DISTROS = {'humble': Stores.ROS2_HUMBLE, 'jazzy': Stores.ROS2_JAZZY, 'kilted': Stores.ROS2_KILTED}
 BAG_VERSION = 8  # rosbag2 metadata version that Jazzy and newer read
+decode_image = image_message_to_rgb  # the bag tools' name for the core's one image decoder
 MCAP_MAGIC = b'\x89MCAP0\r\n'
 MCAP_CHUNK, MCAP_DATA_END = 0x06, 0x0F  # record opcodes of the MCAP format
 
@@ -77,25 +79,18 @@ def starpose_typestore(distro: str = 'jazzy', msg_dir: str | Path | None = None)
     return typestore
 
 
-def make_header(typestore: Typestore, stamp_ns: int, frame_id: str):
-    """A std_msgs/Header with the stamp split into seconds and nanoseconds."""
-    stamp_ns = int(stamp_ns)
-    if stamp_ns < 0:
-        raise BagIOError(f'header stamp must be >= 0 ns, got {stamp_ns}')
-    time = typestore.types['builtin_interfaces/msg/Time'](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-    return typestore.types['std_msgs/msg/Header'](stamp=time, frame_id=str(frame_id))
-
-
-def header_stamp_ns(msg) -> int:
-    """Integer nanoseconds of a message's header stamp."""
-    return int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+def _header(typestore: Typestore, stamp_ns: int, frame_id: str):
+    try:
+        return make_header(typestore.types, stamp_ns, frame_id)
+    except ValueError as error:  # a negative stamp: the bag tools' own error type
+        raise BagIOError(str(error)) from None
 
 
 def image_message(typestore: Typestore, rgb: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = 'rgb8'):
     """A sensor_msgs/Image (rgb8 or bgr8) from an (H, W, 3) uint8 RGB array."""
     fields = encode_image(rgb, encoding)
     return typestore.types[IMAGE](
-        header=make_header(typestore, stamp_ns, frame_id), height=fields.height, width=fields.width,
+        header=_header(typestore, stamp_ns, frame_id), height=fields.height, width=fields.width,
         encoding=fields.encoding, is_bigendian=0, step=fields.step, data=np.frombuffer(fields.data, np.uint8))
 
 
@@ -110,7 +105,7 @@ def compressed_image_message(typestore: Typestore, rgb: np.ndarray, stamp_ns: in
     ok, data = cv2.imencode('.jpg' if image_format == 'jpeg' else '.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise BagIOError(f'OpenCV could not encode a {rgb.shape} image as {image_format}')
-    return typestore.types[COMPRESSED_IMAGE](header=make_header(typestore, stamp_ns, frame_id),
+    return typestore.types[COMPRESSED_IMAGE](header=_header(typestore, stamp_ns, frame_id),
                                              format=image_format, data=data.reshape(-1))
 
 
@@ -123,14 +118,7 @@ def detections_message(typestore: Typestore, detections: Iterable[Detection], st
         x, y, w, h = (float(v) for v in det.box_xywh)
         boxes.append(item(id='' if det.track_id is None else str(det.track_id), class_id=class_id,
                           score=float(det.score), center_x=x + 0.5 * w, center_y=y + 0.5 * h, size_x=w, size_y=h))
-    return typestore.types[DETECTIONS](header=make_header(typestore, stamp_ns, frame_id), detections=boxes)
-
-
-def decode_image(msg) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a sensor_msgs/Image or CompressedImage read from a bag."""
-    if hasattr(msg, 'format') and not hasattr(msg, 'encoding'):
-        return decode_compressed(msg.format, msg.data)
-    return decode_image_msg(msg)
+    return typestore.types[DETECTIONS](header=_header(typestore, stamp_ns, frame_id), detections=boxes)
 
 
 class BagWriter:

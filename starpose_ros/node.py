@@ -40,11 +40,12 @@ from starpose_msgs.msg import PersonPoseArray, SuperResolvedCropArray, TrackedDe
 from starpose_ros import ros_conversions as conv
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.backends.base import BackendError
-from starpose_ros.core.image_codec import ImageDecodeError
+from starpose_ros.core.image_codec import ImageDecodeError, image_message_to_rgb
 from starpose_ros.core.latest import LatestWorker
-from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, resolve_model
+from starpose_ros.core.messages import stamp_to_ns, tracked_detections, vision_detections
+from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, RuntimeOptions, backend_options, resolve_model
 from starpose_ros.core.pairing import StampPairer
-from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter, tracked_detections, vision_detections
+from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
 
@@ -217,6 +218,14 @@ class NodeSettings:
         return cls(**values)
 
     @property
+    def runtime(self) -> RuntimeOptions:
+        """How the backend runs (`core.models.backend_options` turns it into constructor options)."""
+        return RuntimeOptions(device=self.device, threads=self.num_threads, max_batch=self.max_batch,
+                              engine_precision=self.engine_precision,
+                              engine_calibration_data=self.engine_calibration_data,
+                              engine_cache_dir=self.engine_cache_dir, force_engine_rebuild=self.force_engine_rebuild)
+
+    @property
     def person_filter(self) -> PersonFilter:
         """Which detections on `detections` count as people."""
         return PersonFilter(frozenset(self.person_class_ids), self.min_detection_score)
@@ -233,22 +242,6 @@ def check_choice(name: str, value) -> None:
     choices = PARAMETERS[name].choices
     if choices and value not in choices:
         raise ValueError(f'parameter {name!r} is {value!r}; expected one of: {", ".join(choices)}')
-
-
-def backend_options(settings: NodeSettings, backend: str) -> dict:
-    """Constructor options of `backend` (the one `settings` resolve to; option names differ per runtime)."""
-    if backend == 'onnxruntime':
-        return {'device': settings.device, 'intra_op_threads': settings.num_threads}
-    if backend == 'torch':
-        return {'device': settings.device, 'num_threads': settings.num_threads}
-    # tensorrt: always CUDA; the engine's batch profile reaches max_batch
-    options = {'max_batch': settings.max_batch, 'precision': settings.engine_precision,
-               'force_engine_rebuild': settings.force_engine_rebuild}
-    if settings.engine_calibration_data:
-        options['calibration_data'] = settings.engine_calibration_data
-    if settings.engine_cache_dir:  # empty: the backend's default cache folder
-        options['cache_dir'] = settings.engine_cache_dir
-    return options
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -361,7 +354,7 @@ class StarPoseNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         try:
             model_path, backend_name = resolve_model(settings.model_path, settings.backend)
-            backend = create_backend(backend_name, model_path, **backend_options(settings, backend_name))
+            backend = create_backend(backend_name, model_path, **backend_options(backend_name, settings.runtime))
         except (BackendError, OSError, ValueError) as error:
             self.get_logger().error(f'configure failed: cannot load model {settings.model_path or BUNDLED_MODEL!s} '
                                     f'with backend {settings.backend}: {error}')
@@ -517,14 +510,14 @@ class StarPoseNode(LifecycleNode):
         received = time.monotonic()
         self._stats.images_in += 1
         try:
-            image_rgb = conv.image_msg_to_rgb(msg)
+            image_rgb = image_message_to_rgb(msg)
         except ImageDecodeError as error:
             self._stats.bad_images += 1
             stamp = msg.header.stamp
             self.get_logger().warning(f'dropped a bad image (stamp {stamp.sec}.{stamp.nanosec:09d}): {error}',
                                    throttle_duration_sec=BAD_INPUT_LOG_PERIOD_S)
             return
-        frame = FrameInput(stamp_ns=conv.stamp_to_ns(msg.header.stamp), frame_id=msg.header.frame_id,
+        frame = FrameInput(stamp_ns=stamp_to_ns(msg.header.stamp), frame_id=msg.header.frame_id,
                            image_rgb=image_rgb)
         self._submit(self._pairer.add_image(frame.stamp_ns, (frame, received)))
 
@@ -538,7 +531,7 @@ class StarPoseNode(LifecycleNode):
                 f'every detection so far was filtered out ({filtered} in the last message): no class id is in '
                 f'person_class_ids {list(self._settings.person_class_ids)} or the scores are below '
                 f'min_detection_score {self._settings.min_detection_score}', throttle_duration_sec=10.0)
-        self._submit(self._pairer.add_detections(conv.stamp_to_ns(msg.header.stamp), detections))
+        self._submit(self._pairer.add_detections(stamp_to_ns(msg.header.stamp), detections))
 
     def _submit(self, pair) -> None:
         """Hand a complete frame to the worker; an older frame it had not started is dropped."""

@@ -26,7 +26,9 @@ from starpose_msgs.msg import (
     SuperResolvedCrop,
     SuperResolvedCropArray,
 )
-from starpose_ros.core.image_codec import decode_compressed, decode_image_msg, encode_image
+from starpose_ros.core import messages
+from starpose_ros.core.image_codec import encode_image
+from starpose_ros.core.messages import NANOSECONDS
 from starpose_ros.core.types import FrameResult
 
 try:  # vision_msgs is optional: the project's own message replaces it where it is absent
@@ -34,41 +36,20 @@ try:  # vision_msgs is optional: the project's own message replaces it where it 
 except ImportError:  # pragma: no cover - depends on the installation
     Detection2DArray = None
 
-NANOSECONDS = 1_000_000_000
-
-
-def stamp_to_ns(stamp: Time) -> int:
-    """Header stamp as integer nanoseconds (the core's stamp type)."""
-    return int(stamp.sec) * NANOSECONDS + int(stamp.nanosec)
+# the message classes the core's duck-typed builders (`core.messages`) construct, by rosbags-style name
+ROS_TYPES = {'std_msgs/msg/Header': Header, 'builtin_interfaces/msg/Time': Time,
+             'starpose_msgs/msg/Keypoint2D': Keypoint2D, 'starpose_msgs/msg/PersonPose': PersonPose,
+             'starpose_msgs/msg/PersonPoseArray': PersonPoseArray}
 
 
 def make_header(stamp_ns: int, frame_id: str) -> Header:
     """Rebuild the input image's header from the core's stamp and frame_id."""
-    header = Header(frame_id=frame_id)
-    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), NANOSECONDS)
-    return header
-
-
-def image_msg_to_rgb(msg) -> np.ndarray:
-    """Decode a `sensor_msgs/Image` or `CompressedImage` to (H, W, 3) uint8 RGB.
-
-    Raises `ImageDecodeError` naming the bad field (encoding, step, size, empty data).
-    """
-    if hasattr(msg, 'format'):
-        return decode_compressed(msg.format, msg.data)
-    return decode_image_msg(msg)
+    return messages.make_header(ROS_TYPES, stamp_ns, frame_id)
 
 
 def pose_array_msg(result: FrameResult) -> PersonPoseArray:
     """One `PersonPose` per person of the frame: track id, box, 17 keypoints in image pixels."""
-    msg = PersonPoseArray(header=make_header(result.stamp_ns, result.frame_id), keypoint_layout=result.keypoint_layout)
-    for person in result.persons:
-        x, y, w, h = (float(v) for v in person.box_xywh)
-        pose = PersonPose(track_id=person.track_id, bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
-                          score=float(person.score))
-        pose.keypoints = [Keypoint2D(x=float(kx), y=float(ky), score=float(ks)) for kx, ky, ks in person.keypoints]
-        msg.poses.append(pose)
-    return msg
+    return messages.pose_array(ROS_TYPES, result)
 
 
 def rgb_to_image_msg(rgb: np.ndarray, header: Header, encoding: str = 'rgb8') -> Image:

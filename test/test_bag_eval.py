@@ -35,7 +35,8 @@ from starpose_ros.bag_eval import (
     run_demo,
 )
 from starpose_ros.core.backends import create_backend
-from starpose_ros.core.person_filter import ANY_CLASS, tracked_detections
+from starpose_ros.core.messages import tracked_detections
+from starpose_ros.core.person_filter import ANY_CLASS
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
 from starpose_ros.video2bag import convert

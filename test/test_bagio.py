@@ -15,7 +15,8 @@ from starpose_ros.bagio import (
     read_messages,
     starpose_typestore,
 )
-from starpose_ros.core.person_filter import ANY_CLASS, tracked_detections
+from starpose_ros.core.messages import tracked_detections
+from starpose_ros.core.person_filter import ANY_CLASS
 from starpose_ros.core.types import Detection
 
 STAMP = 1_700_000_000_123_456_789

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from starpose_ros import bagio
-from starpose_ros.core.person_filter import ANY_CLASS, tracked_detections
+from starpose_ros.core.messages import tracked_detections
+from starpose_ros.core.person_filter import ANY_CLASS
 from starpose_ros.video2bag import DEFAULT_START_NS, Video2BagError, convert, main
 
 

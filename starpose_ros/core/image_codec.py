@@ -89,6 +89,13 @@ def decode_image_msg(msg) -> np.ndarray:
     return decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data, bool(msg.is_bigendian))
 
 
+def image_message_to_rgb(msg) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a `sensor_msgs/Image` or `CompressedImage`, rclpy or rosbags alike."""
+    if hasattr(msg, 'format') and not hasattr(msg, 'encoding'):
+        return decode_compressed(msg.format, msg.data)
+    return decode_image_msg(msg)
+
+
 def decode_compressed(image_format: str, data) -> np.ndarray:
     """Decode a `sensor_msgs/CompressedImage` (jpeg or png) to (H, W, 3) uint8 RGB."""
     if 'compresseddepth' in image_format.lower():

@@ -16,6 +16,7 @@ cached export (TensorRT builds its engine from the ONNX).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .backends.base import BackendError
@@ -28,6 +29,36 @@ _BY_SUFFIX = {'.onnx': 'onnxruntime', '.pt': 'onnxruntime', '.engine': 'tensorrt
 _KINDS = {'.onnx': ('an ONNX model', ('onnxruntime', 'tensorrt')),
           '.pt': ('a StarPose checkpoint', ('onnxruntime', 'torch', 'tensorrt')),
           '.engine': ('a TensorRT engine', ('tensorrt',)), '.plan': ('a TensorRT engine', ('tensorrt',))}
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a backend runs, as the node's parameters and the replay's flags say it (one set of names)."""
+
+    device: str = 'cpu'
+    threads: int = 2  # CPU threads (0: the runtime decides)
+    max_batch: int = 16  # TensorRT: the engine's batch profile reaches it
+    method: str = 'star_pose'  # torch only: 'bicubic' / 'resize' swap the SR net for a baseline
+    engine_precision: str = 'fp16'
+    engine_calibration_data: str = ''  # int8: .npy of real LR windows
+    engine_cache_dir: str = ''  # empty: the backend's default cache folder
+    force_engine_rebuild: bool = False
+
+
+def backend_options(backend: str, runtime: RuntimeOptions) -> dict:
+    """Constructor options of `backend` (option names differ per runtime; TensorRT is always CUDA)."""
+    if backend == 'onnxruntime':
+        return {'device': runtime.device, 'intra_op_threads': runtime.threads}
+    if backend == 'torch':
+        options = {'device': runtime.device, 'num_threads': runtime.threads}
+        return options if runtime.method == 'star_pose' else {**options, 'method': runtime.method}
+    options = {'max_batch': runtime.max_batch, 'precision': runtime.engine_precision,
+               'force_engine_rebuild': runtime.force_engine_rebuild}
+    if runtime.engine_calibration_data:
+        options['calibration_data'] = runtime.engine_calibration_data
+    if runtime.engine_cache_dir:
+        options['cache_dir'] = runtime.engine_cache_dir
+    return options
 
 
 def default_cache_dir() -> Path:

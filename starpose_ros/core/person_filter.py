@@ -1,16 +1,13 @@
-"""Which detections count as people, and the detection messages decoded through that rule.
+"""Which detections count as people: one rule for the live node and the bag replay.
 
-One rule for the live node (rclpy messages) and the bag replay (rosbags messages): both message
-kinds have the same field names, so the decoders here are duck-typed and import no ROS package.
 A detection is a person when one of its class ids is a person class (or it names no class at
-all) and its person score reaches `min_score`. Filtered detections are counted, because a filter
-that keeps nobody otherwise looks exactly like an empty scene.
+all) and its person score reaches `min_score`. The detection messages are decoded through it in
+`core.messages`, which counts what is filtered: a filter that keeps nobody otherwise looks
+exactly like an empty scene.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from .types import Detection
 
 ACCEPT_ANY_CLASS = '*'
 DEFAULT_PERSON_CLASSES = ('person', '0')  # the word, and COCO's class id 0 as YOLO nodes send it
@@ -56,36 +53,3 @@ class PersonFilter:
 
 
 ANY_CLASS = PersonFilter(frozenset({ACCEPT_ANY_CLASS}))  # every detection is a person (ground truth, tests)
-
-
-def _box(center_x: float, center_y: float, size_x: float, size_y: float) -> tuple[float, float, float, float]:
-    return center_x - size_x / 2.0, center_y - size_y / 2.0, size_x, size_y
-
-
-def tracked_detections(msg, person_filter: PersonFilter) -> tuple[list[Detection], int]:
-    """(person detections, number filtered out) of a `starpose_msgs/TrackedDetectionArray`.
-
-    An empty id means "not tracked". Boxes pass unchecked (NaN, zero size, off the image): the
-    pipeline rejects and counts them, so a bad box shows in diagnostics instead of vanishing here.
-    """
-    kept = []
-    for det in msg.detections:
-        score = person_filter.person_score([(det.class_id, float(det.score))], float(det.score))
-        if score is not None:
-            kept.append(Detection(_box(det.center_x, det.center_y, det.size_x, det.size_y), det.id or None, score))
-    return kept, len(msg.detections) - len(kept)
-
-
-def vision_detections(msg, person_filter: PersonFilter) -> tuple[list[Detection], int]:
-    """(person detections, number filtered out) of a vision_msgs 4.x `Detection2DArray`.
-
-    `Detection2D.id` is the track id; the score is the best person hypothesis (1.0 without any).
-    """
-    kept = []
-    for det in msg.detections:
-        hypotheses = [(r.hypothesis.class_id, float(r.hypothesis.score)) for r in det.results]
-        score = person_filter.person_score(hypotheses, 1.0)
-        if score is not None:
-            center = det.bbox.center.position
-            kept.append(Detection(_box(center.x, center.y, det.bbox.size_x, det.bbox.size_y), det.id or None, score))
-    return kept, len(msg.detections) - len(kept)

@@ -6,7 +6,8 @@ import pytest
 
 from starpose_ros.core.backends.tensorrt_backend import TensorRTBackend
 from starpose_ros.core.backends.tensorrt_engine import DEFAULT_CACHE_DIR
-from starpose_ros.node import PARAMETERS, NodeSettings, StarPoseNode, backend_options
+from starpose_ros.core.models import backend_options
+from starpose_ros.node import PARAMETERS, NodeSettings, StarPoseNode
 from test.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.ros
@@ -25,7 +26,7 @@ def _tensorrt_accepts(options: dict) -> inspect.BoundArguments:
 
 
 def test_tensorrt_defaults_pass_precision_rebuild_flag_and_max_batch():
-    options = backend_options(_settings(backend='tensorrt', max_batch=8), 'tensorrt')
+    options = backend_options('tensorrt', _settings(backend='tensorrt', max_batch=8).runtime)
     assert options == {'max_batch': 8, 'precision': 'fp16', 'force_engine_rebuild': False}
     bound = _tensorrt_accepts(options)
     bound.apply_defaults()
@@ -35,17 +36,16 @@ def test_tensorrt_defaults_pass_precision_rebuild_flag_and_max_batch():
 def test_tensorrt_engine_parameters_reach_the_constructor(tmp_path):
     settings = _settings(backend='tensorrt', engine_precision='int8', force_engine_rebuild=True,
                          engine_cache_dir=str(tmp_path), engine_calibration_data='windows.npy')
-    options = backend_options(settings, 'tensorrt')
+    options = backend_options('tensorrt', settings.runtime)
     assert options == {'max_batch': 16, 'precision': 'int8', 'force_engine_rebuild': True,
                        'cache_dir': str(tmp_path), 'calibration_data': 'windows.npy'}
     _tensorrt_accepts(options)
 
 
 def test_other_backends_get_no_engine_options():
-    assert backend_options(_settings(backend='onnxruntime', engine_precision='fp32', force_engine_rebuild=True),
-                           'onnxruntime') == {
-        'device': 'cpu', 'intra_op_threads': 2}
-    assert backend_options(_settings(backend='torch', device='cuda', num_threads=4), 'torch') == {
+    settings = _settings(backend='onnxruntime', engine_precision='fp32', force_engine_rebuild=True)
+    assert backend_options('onnxruntime', settings.runtime) == {'device': 'cpu', 'intra_op_threads': 2}
+    assert backend_options('torch', _settings(backend='torch', device='cuda', num_threads=4).runtime) == {
         'device': 'cuda', 'num_threads': 4}
 
 
@@ -54,7 +54,7 @@ def test_engine_parameters_are_read_from_the_command_line(rclpy_context):
         '--ros-args', '--params-file', str(REPO_ROOT / 'config' / 'starpose.yaml'), '-p', 'backend:=tensorrt',
         '-p', 'engine_precision:=fp32', '-p', 'force_engine_rebuild:=true', '-p', 'engine_cache_dir:=/tmp/engines'])
     try:
-        options = backend_options(NodeSettings.from_node(node), 'tensorrt')
+        options = backend_options('tensorrt', NodeSettings.from_node(node).runtime)
     finally:
         node.destroy_node()
     assert options == {'max_batch': 16, 'precision': 'fp32', 'force_engine_rebuild': True,

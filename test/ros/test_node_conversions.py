@@ -14,7 +14,8 @@ from visualization_msgs.msg import Marker
 from starpose_model.keypoints import SKELETON_EDGES
 from starpose_msgs.msg import TrackedDetection, TrackedDetectionArray
 from starpose_ros import ros_conversions as conv
-from starpose_ros.core.person_filter import ANY_CLASS, PersonFilter, tracked_detections, vision_detections
+from starpose_ros.core.messages import tracked_detections, vision_detections
+from starpose_ros.core.person_filter import ANY_CLASS, PersonFilter
 from starpose_ros.core.types import FrameResult, PersonResult
 
 pytestmark = pytest.mark.ros
