@@ -24,279 +24,33 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
-import math
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from starpose_model.crops import box_to_center_scale, crop_affine, warp_crop
 from starpose_model.inference import METHODS
 from starpose_ros import bagio, cli
+from starpose_ros.bag_source import DETECTION_TYPES, IMAGE_TYPES, BagEvalError, BagSource
 from starpose_ros.core.backends import create_backend
-from starpose_ros.core.backends.base import SR_HEIGHT, SR_WIDTH, BackendError, InferenceBackend, InferenceOutput
-from starpose_ros.core.messages import pose_array, tracked_detections, vision_detections
+from starpose_ros.core.backends.base import BackendError, InferenceBackend
+from starpose_ros.core.messages import tracked_detections, vision_detections
 from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, RuntimeOptions, backend_options, resolve_model
 from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import Detection, FrameInput, FrameResult
+from starpose_ros.replay_accuracy import accuracy, ground_truth_detections, load_ground_truth, quality
+from starpose_ros.replay_outputs import Outputs, RecordingBackend
 from starpose_ros.report import FilmstripSampler, latency_summary, write_report
 from starpose_ros.video2bag import convert
 
 LOG = logging.getLogger('starpose-bag-eval')
-IMAGE_TYPES = (bagio.IMAGE, bagio.COMPRESSED_IMAGE)
-VISION_DETECTIONS = 'vision_msgs/msg/Detection2DArray'
-DETECTION_TYPES = (bagio.DETECTIONS, VISION_DETECTIONS)
-POSES_TOPIC, OVERLAY_TOPIC, MOSAIC_TOPIC = '/poses', '/overlay', '/sr_mosaic'
 DETECTORS = ('topic', 'hog', 'gt')
 OUT_OF_ORDER = ('warn', 'error')
-
-# vision_msgs 4.x (Humble and newer), registered when a bag's detections use it but carry no definitions.
-VISION_MSGS = {
-    'vision_msgs/msg/Point2D': 'float64 x\nfloat64 y\n',
-    'vision_msgs/msg/Pose2D': 'vision_msgs/Point2D position\nfloat64 theta\n',
-    'vision_msgs/msg/BoundingBox2D': 'vision_msgs/Pose2D center\nfloat64 size_x\nfloat64 size_y\n',
-    'vision_msgs/msg/ObjectHypothesis': 'string class_id\nfloat64 score\n',
-    'vision_msgs/msg/ObjectHypothesisWithPose': 'vision_msgs/ObjectHypothesis hypothesis\n'
-                                                'geometry_msgs/PoseWithCovariance pose\n',
-    'vision_msgs/msg/Detection2D': 'std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n'
-                                   'vision_msgs/BoundingBox2D bbox\nstring id\n',
-    'vision_msgs/msg/Detection2DArray': 'std_msgs/Header header\nvision_msgs/Detection2D[] detections\n',
-}
-
-
-class BagEvalError(RuntimeError):
-    """The evaluation cannot go on; the message names the bag, topic, type or frame at fault."""
-
-
-def eval_typestore():
-    """starpose_msgs + the distro's standard messages + vision_msgs 4.x definitions."""
-    from rosbags.typesys import get_types_from_msg
-
-    typestore = bagio.starpose_typestore()
-    types = {}
-    for name, text in VISION_MSGS.items():
-        types.update(get_types_from_msg(text, name))
-    typestore.register(types)
-    return typestore
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading
-# ---------------------------------------------------------------------------------------------
-
-class BagSource:
-    """A rosbag2 directory or `.mcap`/`.db3` file opened with rosbags' AnyReader."""
-
-    def __init__(self, path, typestore=None):
-        from rosbags.highlevel import AnyReader, AnyReaderError
-
-        self.path = Path(path)
-        if not self.path.exists():
-            raise BagEvalError(f'bag not found: {self.path}')
-        if self.path.is_dir() and not (self.path / 'metadata.yaml').is_file():
-            raise BagEvalError(f'{self.path} is not a rosbag2 directory (no metadata.yaml)')
-        self.typestore = typestore or eval_typestore()
-        try:
-            self.reader = AnyReader([self.path], default_typestore=self.typestore)
-            self.reader.open()
-        except (AnyReaderError, FileNotFoundError) as error:
-            raise BagEvalError(f'cannot open bag {self.path}: {error}') from error
-        except Exception as error:  # storage plugins raise their own types on truncated/corrupt files
-            raise BagEvalError(f'cannot open bag {self.path} (truncated or corrupt?): {error}') from error
-        self.topics = {c.topic: c.msgtype for c in self.reader.connections}
-        self.counts = {}
-        for connection in self.reader.connections:
-            self.counts[connection.topic] = self.counts.get(connection.topic, 0) + connection.msgcount
-
-    def image_rate(self, topic: str) -> float:
-        """Messages per second of a topic over the bag's duration (1..120; 25 when it cannot be told)."""
-        count, duration = self.counts.get(topic, 0), self.reader.end_time - self.reader.start_time
-        return float(np.clip((count - 1) * 1e9 / duration, 1.0, 120.0)) if count > 1 and duration > 0 else 25.0
-
-    def require(self, topic: str, allowed: tuple[str, ...], what: str) -> str:
-        """The topic's message type, or BagEvalError naming what the bag has instead."""
-        if topic not in self.topics:
-            listing = ', '.join(f'{t} [{m}]' for t, m in sorted(self.topics.items())) or 'none'
-            raise BagEvalError(f'{self.path}: no {what} topic {topic!r}; the bag has: {listing}')
-        msgtype = self.topics[topic]
-        if msgtype not in allowed:
-            raise BagEvalError(f'{self.path}: {what} topic {topic} carries {msgtype}; expected one of {list(allowed)}')
-        return msgtype
-
-    def messages(self, topics: list[str]) -> Iterator[tuple[str, str, int, object]]:
-        """(topic, type, bag time, message) in bag-time order; read errors become BagEvalError."""
-        connections = [c for c in self.reader.connections if c.topic in topics]
-        count = 0
-        try:
-            for connection, timestamp, raw in self.reader.messages(connections=connections):
-                try:
-                    msg = self.reader.deserialize(raw, connection.msgtype)
-                except Exception as error:
-                    raise BagEvalError(f'{self.path}: cannot decode message {count} on {connection.topic} '
-                                       f'({connection.msgtype}): {error}') from error
-                count += 1
-                yield connection.topic, connection.msgtype, timestamp, msg
-        except BagEvalError:
-            raise
-        except Exception as error:  # truncated chunks, bad sqlite pages, ...
-            raise BagEvalError(f'{self.path}: reading failed after {count} message(s) on {topics} '
-                               f'(truncated or corrupt bag?): {error}') from error
-
-    def close(self) -> None:
-        """Close the reader."""
-        self.reader.close()
-
-
-def load_ground_truth(path):
-    """The one video of a PoseTrack JSON sidecar (the bag's clip)."""
-    from starpose_training.posetrack import PoseTrackFormatError, read_posetrack_file
-
-    try:
-        videos = read_posetrack_file(path)
-    except (PoseTrackFormatError, OSError, ValueError) as error:
-        raise BagEvalError(f'ground truth: {error}') from error
-    if len(videos) != 1:
-        raise BagEvalError(f'ground truth {path} holds {len(videos)} videos; give the JSON of the bag\'s clip only')
-    return videos[0]
-
-
-def ground_truth_detections(video, index: int) -> list[Detection]:
-    """Boxes (and track ids) of the annotated people of GT frame `index`."""
-    if index >= len(video.images):
-        return []
-    return [Detection(tuple(float(v) for v in person.bbox_xywh), None if person.track_id is None
-                      else str(person.track_id), 1.0)
-            for person in video.people_in(video.images[index]) if person.bbox_xywh is not None]
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------------------------
-
-def frame_record(result: FrameResult, index: int) -> dict:
-    """The JSON line of one frame."""
-    return {'frame': index, 'stamp_ns': result.stamp_ns, 'frame_id': result.frame_id,
-            'keypoint_layout': result.keypoint_layout,
-            'timings_ms': {k: round(v, 3) for k, v in result.timings_ms.items()},
-            'persons': [{'track_id': p.track_id, 'box_xywh': [round(float(v), 2) for v in p.box_xywh],
-                         'score': round(float(p.score), 4),
-                         'keypoints': [[round(float(v), 2) for v in k[:2]] + [round(float(k[2]), 4)]
-                                       for k in p.keypoints]}
-                        for p in result.persons]}
-
-
-class Outputs:
-    """Output bag, per-frame JSONL and overlay video, appended frame by frame.
-
-    The bag holds the poses; the overlay and mosaic images (~2 MB a frame at full resolution)
-    only with `bag_images`. A failed write (a full disk) becomes one BagEvalError naming the
-    file; `close` still finishes every file it can, so what was written stays readable.
-    """
-
-    def __init__(self, folder: Path, typestore, fps: float, write_video: bool, bag_images: bool = False):
-        self.folder = folder
-        self.bag_path = folder / 'output_bag'
-        self.jsonl_path = folder / 'frames.jsonl'
-        self.video_path = folder / 'overlay.mp4'
-        for stale in (self.bag_path, self.jsonl_path, self.video_path):  # outputs of an earlier run
-            if stale.is_dir():
-                shutil.rmtree(stale)
-            elif stale.exists():
-                stale.unlink()
-        self.typestore = typestore
-        self.bag = bagio.BagWriter(self.bag_path, storage='mcap', typestore=typestore)
-        self.jsonl = open(self.jsonl_path, 'w')  # noqa: SIM115 - closed in close()
-        self.fps, self.write_video, self.bag_images = fps, write_video, bag_images
-        self.video = None
-        self.frames_written = 0
-        self.close_errors: list[str] = []
-
-    def write(self, result: FrameResult, index: int, bag_time_ns: int) -> None:
-        """Append one frame's messages, JSON line and video frame."""
-        target = self.bag_path
-        try:
-            self.bag.write(POSES_TOPIC, pose_array(self.typestore.types, result), bag_time_ns)
-            for topic, image in ((OVERLAY_TOPIC, result.overlay_rgb), (MOSAIC_TOPIC, result.mosaic_rgb)):
-                if self.bag_images and image is not None:
-                    self.bag.write(topic, bagio.image_message(self.typestore, image, result.stamp_ns,
-                                                              result.frame_id), bag_time_ns)
-            target = self.video_path
-            if result.overlay_rgb is not None:
-                self._video_frame(result.overlay_rgb)
-            target = self.jsonl_path
-            self.jsonl.write(json.dumps(frame_record(result, index)) + '\n')
-            self.jsonl.flush()
-        except OSError as error:
-            raise BagEvalError(f'cannot write {target}: {error.strerror or error}') from error
-        self.frames_written += 1
-
-    def _video_frame(self, overlay_rgb: np.ndarray) -> None:
-        if not self.write_video:
-            return
-        height, width = overlay_rgb.shape[:2]
-        if self.video is None:
-            self.video = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*'mp4v'), self.fps,
-                                         (width, height))
-            if not self.video.isOpened():
-                raise BagEvalError(f'OpenCV cannot write {self.video_path} (no mp4v encoder?)')
-            self._size = (width, height)
-        if (width, height) != self._size:  # a video has one size: later frames are resized
-            overlay_rgb = cv2.resize(overlay_rgb, self._size, interpolation=cv2.INTER_AREA)
-        self.video.write(cv2.cvtColor(overlay_rgb, cv2.COLOR_RGB2BGR))
-
-    def close(self) -> None:
-        """Finish every file (safe to call after an error); failures are kept in `close_errors`."""
-        closers = [(self.bag_path, self.bag.close), (self.jsonl_path, self.jsonl.close)]
-        if self.video is not None:
-            closers.append((self.video_path, self.video.release))
-        for path, close in closers:
-            try:
-                close()
-            except OSError as error:
-                self.close_errors.append(f'cannot finish {path}: {error.strerror or error}')
-
-
-class RecordingBackend(InferenceBackend):
-    """Passes calls through and keeps up to `limit` LR windows (INT8 calibration data for TensorRT)."""
-
-    def __init__(self, inner: InferenceBackend, limit: int):
-        self.inner, self.limit = inner, limit
-        self.name = inner.name
-        self.windows: list[np.ndarray] = []
-
-    @property
-    def model_info(self):
-        """The wrapped backend's model info."""
-        return self.inner.model_info
-
-    def _run(self, lr_frames: np.ndarray) -> InferenceOutput:
-        room = self.limit - sum(len(w) for w in self.windows)
-        if room > 0:
-            self.windows.append(lr_frames[:room].copy())
-        return self.inner.infer(lr_frames)
-
-    def save(self, path) -> tuple[Path, int]:
-        """Write the windows as one uint8 .npy (N, T, h, w, 3); return the file (numpy adds .npy) and N."""
-        shape = (0, *self.model_info.input_shape)
-        windows = np.concatenate(self.windows) if self.windows else np.zeros(shape, np.uint8)
-        path = Path(path)
-        path = path if path.suffix == '.npy' else path.with_name(path.name + '.npy')
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, windows)
-        return path, len(windows)
-
-    def close(self) -> None:
-        """Close the wrapped backend."""
-        self.inner.close()
-
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation
@@ -388,19 +142,6 @@ def _read_detections(source: BagSource, options: EvalOptions, counts: dict[str, 
     return by_stamp, msgtype
 
 
-def _quality(result: FrameResult) -> list[tuple[float, float]]:
-    """PSNR/SSIM of each SR crop against the camera image resampled into the same HR crop."""
-    from starpose_training.metrics.image_quality import psnr, ssim
-
-    values = []
-    for person in result.persons:
-        center, size = box_to_center_scale(person.box_xywh)
-        reference = warp_crop(result.image_rgb, crop_affine(center, size, (SR_HEIGHT, SR_WIDTH)),
-                              (SR_HEIGHT, SR_WIDTH))
-        values.append((psnr(person.sr_crop, reference), ssim(person.sr_crop, reference)))
-    return values
-
-
 def _record(run: _Run, result: FrameResult, outputs: Outputs, filmstrip: FilmstripSampler, want_quality: bool):
     index = run.index_of[result.stamp_ns]
     started = time.perf_counter()
@@ -414,48 +155,8 @@ def _record(run: _Run, result: FrameResult, outputs: Outputs, filmstrip: Filmstr
     for person in result.persons:
         filmstrip.add(index, result.image_rgb, person)
     if want_quality:  # with ground truth: image quality and the poses for accuracy
-        run.quality += _quality(result)
+        run.quality += quality(result)
         run.poses[index] = [(p.track_id, p.keypoints.copy(), float(p.score)) for p in result.persons]
-
-
-def _accuracy(run: _Run, gt_video, layout: str) -> tuple[dict, tuple[list[str], list[float]] | None]:
-    """OKS AP, PoseTrack AP (+ per joint) over the processed frames, PSNR/SSIM over all persons."""
-    from starpose_training.metrics.oks import evaluate_oks
-    from starpose_training.metrics.poseval import POSEVAL_JOINTS, EvaluationInputError, evaluate_posetrack_ap
-    from starpose_training.posetrack import PoseTrackPerson, PoseTrackVideo
-
-    frames = len(run.stamps)
-    if len(gt_video.images) < frames:
-        raise BagEvalError(f'ground truth {gt_video.source} has {len(gt_video.images)} frames, the bag {frames} '
-                           'images: they must be the same clip (frame k of the bag = frame k of the JSON)')
-    images = gt_video.images[:frames]
-    ids = {image.id for image in images}
-    gt = PoseTrackVideo(gt_video.name, gt_video.source, images, {i: p for i, p in gt_video.people.items() if i in ids},
-                        gt_video.version)
-    predictions = {}
-    track_numbers: dict[str, int] = {}  # PoseTrack wants integer ids; ours are strings ('t3', upstream '7', ...)
-    for index, image in enumerate(images):
-        predictions[image.id] = [
-            PoseTrackPerson(id=None, image_id=image.id, track_id=track_numbers.setdefault(track, len(track_numbers)),
-                            keypoints=keypoints.astype(np.float64), scores=keypoints[:, 2].astype(np.float64),
-                            score=score) for track, keypoints, score in run.poses.get(index, [])]
-    prediction = PoseTrackVideo(gt_video.name, Path('predictions'), images, predictions, gt_video.version)
-    accuracy = {}
-    if layout != 'posetrack':
-        accuracy['note'] = (f'The model outputs the {layout!r} keypoint layout and the ground truth is PoseTrack: '
-                            'slots 1/2 (eyes vs head_bottom/head_top) are compared as they are.')
-    try:
-        accuracy.update({f'OKS {k}': v for k, v in evaluate_oks([(gt, prediction)]).items()})
-        posetrack = evaluate_posetrack_ap([(gt, prediction)])
-    except EvaluationInputError as error:
-        accuracy['note'] = f'accuracy not computed: {error}'
-        return accuracy, None
-    accuracy.update({f'PoseTrack AP {k}': v for k, v in posetrack.parts.items()})
-    if run.quality:
-        accuracy['PSNR (dB)'] = float(np.mean([q[0] for q in run.quality if math.isfinite(q[0])] or [math.nan]))
-        accuracy['SSIM'] = float(np.mean([q[1] for q in run.quality]))
-    names = [name for name, _ in POSEVAL_JOINTS]
-    return accuracy, (names, [float(v) for v in posetrack.ap])
 
 
 def evaluate_bag(options: EvalOptions) -> dict:
@@ -574,32 +275,38 @@ def _replay(run, source, options, image_type, topic_detections, pipeline, gt_vid
     run.counts['unused_detections'] = len(set(detections) - used_stamps)
     run.counts['rejected_detections'] = pipeline.counters.rejected_detections
     run.counts['over_capacity_detections'] = pipeline.counters.over_capacity_detections
-    report = {
-        'run': {'bag': str(options.bag), 'model': str(options.model or BUNDLED_MODEL), 'backend': options.backend,
-                'method': options.method,
-                'device': options.device, 'image_topic': f'{options.image_topic} [{image_type}]',
-                'detections': (f'{options.detections_topic} [{detection_type}]' if options.detector == 'topic'
-                               else 'OpenCV HOG people detector' if options.detector == 'hog'
-                               else f'ground-truth boxes from {options.gt_json}'),
-                'keypoint_layout': pipeline.info.keypoint_layout, 'window': pipeline.info.window,
-                'lr_size': [pipeline.info.lr_height, pipeline.info.lr_width],
-                'target_frame': pipeline.info.target_frame},
-        'counts': run.counts, 'wall_time_s': wall, 'throughput_fps': run.counts['frames'] / wall if wall else 0.0,
-        'latency_ms': latency_summary(run.latency), 'error': error,
-        'interrupted': error is not None and error.startswith('interrupted'),
-        'outputs': {'output bag': str(outputs.bag_path), 'frames': str(outputs.jsonl_path)},
-    }
+    report = _report(run, options, image_type, detection_type, pipeline.info, outputs, wall, error)
     if outputs.video is not None:
         report['outputs']['overlay video'] = str(outputs.video_path)
     joint_ap = None
     if gt_video is not None and run.poses:
-        report['accuracy'], joint_ap = _accuracy(run, gt_video, pipeline.info.keypoint_layout)
+        report['accuracy'], joint_ap = accuracy(run.poses, run.quality, len(run.stamps), gt_video,
+                                                 pipeline.info.keypoint_layout)
     json_path, md_path = write_report(output, report, run.latency, joint_ap, filmstrip.image())
     report['outputs'].update({'report': str(md_path), 'report json': str(json_path)})
     if error is not None:
         raise BagEvalError(f'{error}\n(results of the {run.counts["results"]} frames processed before are in '
                            f'{output})')
     return report
+
+
+def _report(run: _Run, options: EvalOptions, image_type: str, detection_type: str | None, info, outputs: Outputs,
+            wall: float, error: str | None) -> dict:
+    """The report's run description, counts, throughput and latency (accuracy is added by the caller)."""
+    detections = (f'{options.detections_topic} [{detection_type}]' if options.detector == 'topic'
+                  else 'OpenCV HOG people detector' if options.detector == 'hog'
+                  else f'ground-truth boxes from {options.gt_json}')
+    return {
+        'run': {'bag': str(options.bag), 'model': str(options.model or BUNDLED_MODEL), 'backend': options.backend,
+                'method': options.method, 'device': options.device,
+                'image_topic': f'{options.image_topic} [{image_type}]', 'detections': detections,
+                'keypoint_layout': info.keypoint_layout, 'window': info.window,
+                'lr_size': [info.lr_height, info.lr_width], 'target_frame': info.target_frame},
+        'counts': run.counts, 'wall_time_s': wall, 'throughput_fps': run.counts['frames'] / wall if wall else 0.0,
+        'latency_ms': latency_summary(run.latency), 'error': error,
+        'interrupted': error is not None and error.startswith('interrupted'),
+        'outputs': {'output bag': str(outputs.bag_path), 'frames': str(outputs.jsonl_path)},
+    }
 
 
 def _frame_detections(options, detections, gt_video, stamp, index, run, used_stamps) -> list[Detection] | None:

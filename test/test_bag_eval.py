@@ -23,22 +23,14 @@ import numpy as np
 import pytest
 
 from starpose_ros import bagio
-from starpose_ros.bag_eval import (
-    OVERLAY_TOPIC,
-    POSES_TOPIC,
-    BagEvalError,
-    EvalOptions,
-    build_parser,
-    eval_typestore,
-    evaluate_bag,
-    main,
-    run_demo,
-)
+from starpose_ros.bag_eval import EvalOptions, build_parser, evaluate_bag, main, run_demo
+from starpose_ros.bag_source import BagEvalError, eval_typestore
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.messages import tracked_detections
 from starpose_ros.core.person_filter import ANY_CLASS
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
+from starpose_ros.replay_outputs import OVERLAY_TOPIC, POSES_TOPIC
 from starpose_ros.video2bag import convert
 from test.conftest import REPO_ROOT
 from test.core.conftest import tiny_center_checkpoint, tiny_model_files  # noqa: F401 - the core tests' tiny models
