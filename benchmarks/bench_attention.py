@@ -134,7 +134,7 @@ def time_phase(args) -> list[dict]:
     """
     rows = []
     previous: dict[str, tuple[int, float]] = {}
-    plan = quick_plan() if args.quick else Plan(rounds=args.rounds, calls_per_round=1, max_warmup_s=10.0)
+    plan = quick_plan() if args.quick else Plan(rounds=args.rounds, calls_per_round=3, max_warmup_s=10.0)
     for tokens in _token_counts(args.max_tokens):
         row = {'tokens': tokens, 'case': NAMED_SIZES.get(tokens, '')}
         runnable = []
@@ -266,7 +266,7 @@ def main() -> int:
     parser.add_argument('--max-seconds', type=float, default=10.0, help='skip softmax cases estimated slower')
     parser.add_argument('--softmax-mem-gb', type=float, default=2.0, help='skip materialised N x N above this')
     parser.add_argument('--rounds', type=int, default=5)
-    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=1, help='1: two PyTorch threads on a shared CPU scatter')
     parser.add_argument('--quick', action='store_true', help='up to 3840 tokens, 2 rounds')
     parser.add_argument('--out', type=Path, default=Path('outputs/bench_attention.json'))
     parser.add_argument('--phase', choices=('time', 'memory'), help=argparse.SUPPRESS)

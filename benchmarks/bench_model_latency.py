@@ -62,13 +62,48 @@ def eager_call(threads: int, source: dict, batch: int):
     return call
 
 
-def ort_call(threads: int, onnx: str, batch: int):
-    """The node's ONNX Runtime backend on a batch of random uint8 windows."""
-    from starpose_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+def ort_call(threads: int, onnx: str, batch: int, level: str | None = None):
+    """The node's ONNX Runtime backend on a batch of random uint8 windows.
 
-    backend = OnnxRuntimeBackend(onnx, intra_op_threads=threads)
-    windows = np.random.default_rng(0).integers(0, 256, (batch, *backend.model_info.input_shape), dtype=np.uint8)
-    return lambda: backend.infer(windows)
+    `level` (basic / extended / all): a bare session at that graph optimisation level instead, to
+    see what ONNX Runtime's fusions buy (the backend runs at its default, all).
+    """
+    if level is None:
+        from starpose_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        backend = OnnxRuntimeBackend(onnx, intra_op_threads=threads)
+        shape, run = backend.model_info.input_shape, backend.infer
+    else:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f'ORT_ENABLE_{level.upper()}')
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        session = ort.InferenceSession(onnx, options, providers=['CPUExecutionProvider'])
+        shape = session.get_inputs()[0].shape[1:]
+
+        def run(frames):
+            return session.run(None, {'lr_frames': frames})
+    windows = np.random.default_rng(0).integers(0, 256, (batch, *shape), dtype=np.uint8)
+    return lambda: run(windows)
+
+
+def optimisation_levels(args, plan: Plan) -> list[dict]:
+    """The bundled model at batch 8: eager vs ORT at each graph optimisation level, per thread count."""
+    onnx = str(export({'checkpoint': str(BUNDLED)}, Path('.'), 'bundled'))
+    rows = []
+    for threads in args.threads:
+        cases = [Case('eager', eager_call, threads, {'source': {'checkpoint': str(BUNDLED)}, 'batch': 8}, units=8)]
+        cases += [Case(level, ort_call, threads, {'onnx': onnx, 'batch': 8, 'level': level}, units=8)
+                  for level in ('basic', 'extended', 'all')]
+        result = compare(cases, plan)
+        row = {'threads': threads, 'batch': 8, **{c.name: result['cases'][c.name]['ms_per_unit'] for c in cases},
+               'speedup': {c.name: ratio(result, 'eager', c.name) for c in cases[1:]}}
+        rows.append(row)
+        print(f'bundled, batch 8, {threads} thread(s): eager {fmt_spread(row["eager"])} ms/window; ORT/eager '
+              + ', '.join(f'{name} {fmt_spread(value, 2, "x")}' for name, value in row['speedup'].items()))
+    return rows
 
 
 def export(source: dict, folder: Path, name: str) -> Path:
@@ -158,7 +193,7 @@ def verdicts(rows: list[dict]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--configs', nargs='+', default=['tiny', 'paper'], choices=['tiny', 'paper'])
+    parser.add_argument('--configs', nargs='*', default=['tiny', 'paper'], choices=['tiny', 'paper'])
     parser.add_argument('--lr-sizes', nargs='+', default=list(SCALES), choices=list(SCALES))
     parser.add_argument('--pose-only', action='store_true', help='also bicubic + the pose net alone (its share)')
     parser.add_argument('--batches', nargs='+', type=int, default=[1, 8, 16])
@@ -167,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--paper-rounds', type=int, default=3, help='rounds of the paper config (~1 s per batch of 8)')
     parser.add_argument('--no-bundled', dest='bundled', action='store_false')
     parser.add_argument('--no-peer', dest='peer', action='store_false', help='leave BlazePose out')
+    parser.add_argument('--levels', action='store_true', help='also ORT graph optimisation levels (bundled, batch 8)')
     parser.add_argument('--teacher-python', type=Path, default=ROOT / '.venv-teacher' / 'bin' / 'python')
     parser.add_argument('--video', type=Path, default=Path.home() / '.cache' / 'starpose' / 'vtest.avi')
     parser.add_argument('--quick', action='store_true', help='tiny at 64x48, batch 1 and 8, 1 thread, 2 rounds')
@@ -188,11 +224,13 @@ def main(argv: list[str] | None = None) -> int:
                     source = {'config': config, 'scale': SCALES[lr], 'pose_only': pose_only}
                     rows += bench_model(name, source, args, paper_plan if config == 'paper' else plan, Path(tmp),
                                         with_peer=False)
+    levels = optimisation_levels(args, plan) if args.levels else []
     targets = verdicts(rows)
     for verdict in targets:
         print(f'target {verdict["target"]} ({verdict["threads"]} threads): {verdict["value"]:.2f} '
               f'{"met" if verdict["met"] else "MISSED"}')
-    report(args.out, {'benchmark': 'model_latency_cpu', 'quick': args.quick, 'rows': rows, 'targets': targets},
+    report(args.out, {'benchmark': 'model_latency_cpu', 'quick': args.quick, 'rows': rows, 'targets': targets,
+                      'optimisation_levels': levels},
            load_before)
     return 0
 
