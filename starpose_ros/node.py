@@ -6,8 +6,10 @@ ROS. Lifecycle:
 - configure: read and check the parameters, load the model through the chosen backend, build
   the pipeline. A missing or corrupt model logs a readable error and fails the transition; the
   node stays alive and can be configured again.
-- activate: create the subscriptions, the lifecycle publishers, the worker thread and timers.
-- deactivate / cleanup / shutdown: undo the above in reverse order; cleanup closes the backend.
+- configure also creates the lifecycle publishers (the topics exist while inactive, as in the ROS 2
+  lifecycle talker demo); activate creates the subscriptions, the worker thread and timers.
+- deactivate / cleanup / shutdown: undo the above in reverse order; cleanup destroys the
+  publishers and closes the backend.
 
 Threading: the executor thread only decodes images, converts detections, pairs them by stamp
 and drops the result into a newest-wins slot. One worker thread takes the newest frame, runs the
@@ -18,16 +20,12 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 import traceback
-from collections import deque
-from dataclasses import dataclass, fields
 
-import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -43,244 +41,26 @@ from starpose_ros.core.backends.base import BackendError
 from starpose_ros.core.image_codec import ImageDecodeError, image_message_to_rgb
 from starpose_ros.core.latest import LatestWorker
 from starpose_ros.core.messages import stamp_to_ns, tracked_detections, vision_detections
-from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, RuntimeOptions, backend_options, resolve_model
+from starpose_ros.core.models import BUNDLED_MODEL, backend_options, resolve_model
 from starpose_ros.core.pairing import StampPairer
-from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter
-from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
+from starpose_ros.core.person_filter import PersonFilter
+from starpose_ros.core.pipeline import PosePipeline
 from starpose_ros.core.types import FrameInput
+from starpose_ros.node_parameters import PARAMETERS, ROS_OWN_PARAMETERS, NodeSettings, Param, check_choice
+from starpose_ros.node_stats import NodeStats, diagnostics_level
 
 NODE_NAME = 'starpose_node'
 BAD_INPUT_LOG_PERIOD_S = 1.0  # a camera sending only bad frames logs once a second (all are counted)
 SPIN_POLL_S = 0.1  # the executor wakes this often, so a signal is handled within it
 WORKER_STOP_TIMEOUT_S = 1.5  # a frame still in the model after this is abandoned (exit stays under 2 s)
-ROS_OWN_PARAMETERS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')  # not ours, not unknown
-_DEFAULTS = PipelineConfig()
 FASTDDS_PROFILE_HINT = ('camera-size images need the Fast DDS profile in every process on the image path: '
                         'export FASTDDS_DEFAULT_PROFILES_FILE=<share/starpose_ros>/config/fastdds_profile.xml '
                         '(see docs/dds.md)')
 
 
-@dataclass(frozen=True)
-class _Param:
-    """One declared parameter: default, description and constraints."""
-
-    default: object
-    description: str
-    choices: tuple[str, ...] = ()
-    int_range: tuple[int, int] | None = None
-    float_range: tuple[float, float] | None = None
-    read_only: bool = False
-
-    def descriptor(self, name: str) -> ParameterDescriptor:
-        constraints = f'one of: {", ".join(self.choices)}' if self.choices else ''
-        descriptor = ParameterDescriptor(name=name, description=self.description, read_only=self.read_only,
-                                         additional_constraints=constraints)
-        if self.int_range is not None:
-            descriptor.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=0)]
-        if self.float_range is not None:
-            descriptor.floating_point_range = [FloatingPointRange(from_value=self.float_range[0],
-                                                                  to_value=self.float_range[1], step=0.0)]
-        return descriptor
-
-
-# Everything the node reads; config/starpose.yaml documents the same names. Parameters that shape
-# the node's topics and QoS are read-only (set them at launch); the rest take effect on the next
-# configure transition.
-PARAMETERS: dict[str, _Param] = {
-    # model and backend
-    'model_path': _Param('', 'model file: .onnx, .pt checkpoint or TensorRT .engine; empty = the bundled model; '
-                             'configure fails with a readable error when missing or corrupt'),
-    'backend': _Param('auto', 'inference backend; auto follows model_path (.onnx and .pt: onnxruntime, a .pt '
-                              'exported once to a cached ONNX; .engine: tensorrt)', choices=BACKEND_CHOICES),
-    'device': _Param('cpu', 'where the model runs (cuda needs a CUDA build of the backend)', choices=('cpu', 'cuda')),
-    'num_threads': _Param(2, 'CPU threads for the backend (0 = the runtime decides)', int_range=(0, 256)),
-    'engine_precision': _Param('fp16', 'backend tensorrt: precision of the engine built from the ONNX model (the '
-                                       'linear attention stays FP32; int8 needs engine_calibration_data)',
-                               choices=('fp16', 'fp32', 'int8')),
-    'engine_calibration_data': _Param('', 'backend tensorrt with engine_precision int8: .npy of real uint8 LR '
-                                          'windows (N, T, h, w, 3) to calibrate with (starpose-bag-eval '
-                                          '--save-calibration writes one)'),
-    'engine_cache_dir': _Param('', 'backend tensorrt: folder of built engines (empty = ~/.cache/starpose/engines, '
-                                   'or $XDG_CACHE_HOME/starpose/engines)'),
-    'force_engine_rebuild': _Param(False, 'backend tensorrt: rebuild the engine from the .onnx model_path at '
-                                          'configure even if a matching cached one exists'),
-    # inputs
-    'image_transport': _Param('raw', 'raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage '
-                                     'on `image/compressed`', choices=('raw', 'compressed'), read_only=True),
-    'image_reliability': _Param('best_effort', 'image QoS reliability (best_effort = sensor-data QoS)',
-                                choices=('best_effort', 'reliable'), read_only=True),
-    'image_queue_depth': _Param(5, 'image QoS history depth', int_range=(1, 100), read_only=True),
-    'detector': _Param('topic', 'where person boxes come from: topic (the `detections` topic, paired by stamp; '
-                                'best: a real detector such as a YOLO node), hog (OpenCV HOG people detector on '
-                                'the image; a first try with a camera alone), none (no boxes: no poses)',
-                       choices=('topic', 'hog', 'none')),
-    'detections_type': _Param('auto', 'message type on `detections`: vision_msgs (Detection2DArray 4.x), '
-                                      'starpose_msgs (TrackedDetectionArray) or auto (vision_msgs when installed)',
-                              choices=('auto', 'vision_msgs', 'starpose_msgs'), read_only=True),
-    'detections_reliability': _Param('reliable', 'detections QoS reliability', choices=('best_effort', 'reliable'),
-                                     read_only=True),
-    'detections_queue_depth': _Param(10, 'detections QoS history depth', int_range=(1, 100), read_only=True),
-    'person_class_ids': _Param(list(DEFAULT_PERSON_CLASSES), 'detector class ids that mean "person" (COCO id 0 '
-                                                             'for YOLO); "*" accepts every class; detections '
-                                                             'without a class are kept'),
-    'min_detection_score': _Param(PersonFilter().min_score, 'detections scoring below this are ignored (with '
-                                                            'detector hog: the HOG SVM margin)',
-                                  float_range=(0.0, 1.0)),
-    'hog_upscale': _Param(_DEFAULTS.hog_upscale, 'with detector hog: image upscale before detection (> 1 finds '
-                                                 'smaller people, slower)', float_range=(0.25, 8.0)),
-    'min_box_size': _Param(_DEFAULTS.min_box_size, 'boxes smaller than this (pixels, after clipping to the image) '
-                                                   'are rejected', float_range=(0.5, 1000.0)),
-    'pairing_max_pending': _Param(30, 'images (or detection sets) waiting for their partner, per side',
-                                  int_range=(1, 1000)),
-    # tracking
-    'track_iou_threshold': _Param(_DEFAULTS.track_iou_threshold, 'minimum IoU to continue a track',
-                                  float_range=(0.01, 1.0)),
-    'track_max_age_s': _Param(_DEFAULTS.track_max_age_s, 'a track unseen for this long (stamp time) is evicted',
-                              float_range=(0.0, 60.0)),
-    'max_tracks': _Param(_DEFAULTS.max_tracks, 'most people processed per frame (also bounds tracker memory)',
-                         int_range=(1, 256)),
-    'max_batch': _Param(_DEFAULTS.max_batch, 'person windows per model call; more people take several calls',
-                        int_range=(1, 256)),
-    # outputs
-    'publish_sr_crops': _Param(True, 'publish `sr_crops` (per-person super-resolved crops)'),
-    'publish_mosaic': _Param(True, 'publish `sr_mosaic` (all super-resolved crops in one image)'),
-    'publish_overlay': _Param(True, 'publish `overlay` (input image with skeletons, boxes and track ids)'),
-    'publish_markers': _Param(True, 'publish `markers` (skeletons as visualization_msgs/MarkerArray)'),
-    'min_keypoint_score': _Param(_DEFAULTS.min_keypoint_score, 'keypoints scoring below this are not drawn',
-                                 float_range=(0.0, 1.0)),
-    'mosaic_columns': _Param(_DEFAULTS.mosaic_columns, 'SR crops per row in `sr_mosaic`', int_range=(1, 64)),
-    'marker_lifetime_s': _Param(0.5, 'RViz markers disappear after this long', float_range=(0.0, 10.0)),
-    'marker_pixel_size_m': _Param(0.002, 'size of one image pixel on the marker picture plane, metres',
-                                  float_range=(1e-6, 1.0)),
-    'marker_distance_m': _Param(2.0, 'distance of the marker picture plane in front of the camera, metres',
-                                float_range=(0.0, 100.0)),
-    # monitoring
-    'diagnostics_period_s': _Param(1.0, 'period of `/diagnostics` messages', float_range=(0.1, 60.0)),
-    'no_image_warning_s': _Param(5.0, 'warn (once) when publishers exist on the image topic but no image ever '
-                                      'arrived for this long (usually a camera without the Fast DDS profile)',
-                                 float_range=(0.5, 600.0)),
-}
-
-
-@dataclass(frozen=True)
-class NodeSettings:
-    """The parameters as read at configure time (one consistent snapshot)."""
-
-    model_path: str
-    backend: str
-    device: str
-    num_threads: int
-    engine_precision: str
-    engine_calibration_data: str
-    engine_cache_dir: str
-    force_engine_rebuild: bool
-    image_transport: str
-    image_reliability: str
-    image_queue_depth: int
-    detector: str
-    detections_type: str
-    detections_reliability: str
-    detections_queue_depth: int
-    person_class_ids: tuple[str, ...]
-    min_detection_score: float
-    hog_upscale: float
-    min_box_size: float
-    pairing_max_pending: int
-    track_iou_threshold: float
-    track_max_age_s: float
-    max_tracks: int
-    max_batch: int
-    publish_sr_crops: bool
-    publish_mosaic: bool
-    publish_overlay: bool
-    publish_markers: bool
-    min_keypoint_score: float
-    mosaic_columns: int
-    marker_lifetime_s: float
-    marker_pixel_size_m: float
-    marker_distance_m: float
-    diagnostics_period_s: float
-    no_image_warning_s: float
-
-    @classmethod
-    def from_node(cls, node: LifecycleNode) -> NodeSettings:
-        """Read every parameter; raise ValueError naming one that has an invalid value."""
-        values = {f.name: node.get_parameter(f.name).value for f in fields(cls)}
-        values['person_class_ids'] = tuple(c for c in values['person_class_ids'] if c.strip())
-        if not values['person_class_ids']:
-            raise ValueError("person_class_ids is empty: no detection would count as a person (['*'] accepts any "
-                             f'class, the default is {list(DEFAULT_PERSON_CLASSES)})')
-        for name, value in values.items():
-            check_choice(name, value)
-        if values['detections_type'] == 'vision_msgs' and conv.Detection2DArray is None:
-            raise ValueError('detections_type is vision_msgs but vision_msgs is not installed; '
-                             'use starpose_msgs or auto')
-        return cls(**values)
-
-    @property
-    def runtime(self) -> RuntimeOptions:
-        """How the backend runs (`core.models.backend_options` turns it into constructor options)."""
-        return RuntimeOptions(device=self.device, threads=self.num_threads, max_batch=self.max_batch,
-                              engine_precision=self.engine_precision,
-                              engine_calibration_data=self.engine_calibration_data,
-                              engine_cache_dir=self.engine_cache_dir, force_engine_rebuild=self.force_engine_rebuild)
-
-    @property
-    def person_filter(self) -> PersonFilter:
-        """Which detections on `detections` count as people."""
-        return PersonFilter(frozenset(self.person_class_ids), self.min_detection_score)
-
-    @property
-    def uses_vision_msgs(self) -> bool:
-        """Whether `detections` carries vision_msgs/Detection2DArray (else TrackedDetectionArray)."""
-        return self.detections_type == 'vision_msgs' or (self.detections_type == 'auto'
-                                                          and conv.Detection2DArray is not None)
-
-
-def check_choice(name: str, value) -> None:
-    """Raise ValueError naming the parameter when a string value is not one of its choices."""
-    choices = PARAMETERS[name].choices
-    if choices and value not in choices:
-        raise ValueError(f'parameter {name!r} is {value!r}; expected one of: {", ".join(choices)}')
-
-
 def _qos(reliability: str, depth: int) -> QoSProfile:
     policy = ReliabilityPolicy.BEST_EFFORT if reliability == 'best_effort' else ReliabilityPolicy.RELIABLE
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy)
-
-
-class _Stats:
-    """Counters and a latency window shared by the callbacks, the worker and the diagnostics timer.
-
-    Counters are plain ints written by one thread each; the latency window has a lock because
-    the diagnostics timer reads it while the worker appends.
-    """
-
-    LATENCY_WINDOW = 200
-
-    def __init__(self):
-        self.images_in = 0
-        self.bad_images = 0
-        self.detections_in = 0  # on the detections topic, before the person filter
-        self.filtered_detections = 0  # not a person class, or below min_detection_score
-        self.frames_out = 0
-        self.pipeline_errors = 0
-        self.persons_last_frame = 0
-        self._latency_lock = threading.Lock()
-        self._latencies_ms: deque[float] = deque(maxlen=self.LATENCY_WINDOW)
-
-    def record_output(self, latency_ms: float, persons: int) -> None:
-        with self._latency_lock:
-            self._latencies_ms.append(latency_ms)
-        self.frames_out += 1
-        self.persons_last_frame = persons
-
-    def latency_percentiles(self) -> tuple[float, float]:
-        with self._latency_lock:
-            latencies = np.array(self._latencies_ms)
-        if latencies.size == 0:
-            return float('nan'), float('nan')
-        return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95))
 
 
 class StarPoseNode(LifecycleNode):
@@ -300,7 +80,7 @@ class StarPoseNode(LifecycleNode):
         self._input_subs = []
         self._outputs: dict[str, object] = {}
         self._node_timers = []
-        self._stats = _Stats()
+        self._stats = NodeStats()
         self._dropped_before = 0  # drops of workers from earlier activations
         self._diag_previous = (time.monotonic(), 0, 0)
         self._warned_no_images = False
@@ -316,7 +96,7 @@ class StarPoseNode(LifecycleNode):
             self.get_logger().warning(f'unknown parameter(s) ignored: {", ".join(unknown)} (the node reads: '
                                       f'{", ".join(PARAMETERS)})')
 
-    def _declare(self, name: str, param: _Param) -> None:
+    def _declare(self, name: str, param: Param) -> None:
         """Declare one parameter; a bad start-up value (-p, params file) fails configure, not the process.
 
         An integer given for a double parameter (`-p hog_upscale:=2`) is taken as that double.
@@ -360,7 +140,7 @@ class StarPoseNode(LifecycleNode):
                                     f'with backend {settings.backend}: {error}')
             return TransitionCallbackReturn.FAILURE
         try:
-            pipeline = PosePipeline(backend, self._pipeline_config(settings))
+            pipeline = PosePipeline(backend, settings.pipeline)
         except ValueError as error:
             backend.close()
             self.get_logger().error(f'configure failed: {error}')
@@ -373,12 +153,12 @@ class StarPoseNode(LifecycleNode):
                                f'(window {info.window}, LR {info.lr_height}x{info.lr_width}, '
                                f'{info.keypoint_layout} keypoints, target frame {info.target_frame}), '
                                f'detector {settings.detector}')
+        self._create_publishers(settings)  # at configure, as the lifecycle talker: topics exist while inactive
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Create publishers, the worker, subscriptions and timers, then activate the publishers."""
+        """Create the worker, subscriptions and timers, then activate the publishers."""
         settings = self._settings
-        self._create_publishers(settings)
         self._worker = LatestWorker(self._handle_frame, self._on_frame_error, name='starpose-worker')
         self._create_subscriptions(settings)
         self._diag_previous = (time.monotonic(), self._stats.images_in, self._stats.frames_out)
@@ -390,14 +170,15 @@ class StarPoseNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop the worker, deactivate and destroy publishers, subscriptions and timers."""
+        """Stop the worker, deactivate the publishers, destroy subscriptions and timers."""
         self._stop_worker()  # before the publishers go inactive: no publish into a deactivated one
         result = super().on_deactivate(state)
-        self._destroy_interfaces()
+        self._destroy_inputs()
         return result
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Close the backend (frees its memory, GPU included) and forget the pipeline."""
+        """Destroy the publishers, close the backend (frees its memory, GPU included), forget the pipeline."""
+        self._destroy_publishers()
         self._release_model()
         return TransitionCallbackReturn.SUCCESS
 
@@ -418,16 +199,6 @@ class StarPoseNode(LifecycleNode):
         return super().destroy_node()
 
     # ------------------------------------------------------------------ set-up and tear-down
-
-    @staticmethod
-    def _pipeline_config(settings: NodeSettings) -> PipelineConfig:
-        return PipelineConfig(
-            detector='hog' if settings.detector == 'hog' else 'none', hog_upscale=settings.hog_upscale,
-            hog_min_score=settings.min_detection_score, max_batch=settings.max_batch, max_tracks=settings.max_tracks,
-            track_iou_threshold=settings.track_iou_threshold, track_max_age_s=settings.track_max_age_s,
-            min_box_size=settings.min_box_size, draw_overlay=settings.publish_overlay,
-            draw_mosaic=settings.publish_mosaic, min_keypoint_score=settings.min_keypoint_score,
-            mosaic_columns=settings.mosaic_columns)
 
     def _create_publishers(self, settings: NodeSettings) -> None:
         results_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -473,15 +244,18 @@ class StarPoseNode(LifecycleNode):
         self._worker = None
         return stopped
 
-    def _destroy_interfaces(self) -> None:
-        """Remove timers, subscriptions and publishers (idempotent)."""
+    def _destroy_inputs(self) -> None:
+        """Remove timers and subscriptions (idempotent)."""
         for timer in self._node_timers:
             self.destroy_timer(timer)
         for subscription in self._input_subs:
             self.destroy_subscription(subscription)
+        self._node_timers, self._input_subs = [], []
+
+    def _destroy_publishers(self) -> None:
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
-        self._node_timers, self._input_subs, self._outputs = [], [], {}
+        self._outputs = {}
 
     def _release_model(self) -> None:
         if self._backend is not None and not self._abandoned_worker:
@@ -490,7 +264,8 @@ class StarPoseNode(LifecycleNode):
 
     def _release_everything(self) -> None:
         self._stop_worker()
-        self._destroy_interfaces()
+        self._destroy_inputs()
+        self._destroy_publishers()
         self._release_model()
 
     def _check_new_parameters(self, parameters) -> SetParametersResult:
@@ -545,6 +320,8 @@ class StarPoseNode(LifecycleNode):
 
     def _handle_frame(self, item) -> None:
         frame, received = item
+        config = self._pipeline.config  # draw only what someone subscribes to (the overlay copies the image)
+        config.draw_overlay, config.draw_mosaic = self._subscribed('overlay'), self._subscribed('sr_mosaic')
         result = self._pipeline.process(frame)
         if result is None:  # a 'center' model fills its delay line first
             return
@@ -558,17 +335,22 @@ class StarPoseNode(LifecycleNode):
         self.get_logger().error(f'frame {item[0].stamp_ns} failed in the pipeline: {type(error).__name__}: {error}\n'
                                 f'{trace}', throttle_duration_sec=2.0)
 
+    def _subscribed(self, output: str) -> bool:
+        publisher = self._outputs.get(output)
+        return publisher is not None and publisher.get_subscription_count() > 0
+
     def _publish(self, result) -> None:
+        """Poses always; the visual outputs only when enabled and someone subscribes."""
         settings, outputs = self._settings, self._outputs
         header = conv.make_header(result.stamp_ns, result.frame_id)
         outputs['poses'].publish(conv.pose_array_msg(result))
-        if 'sr_crops' in outputs:
+        if self._subscribed('sr_crops'):
             outputs['sr_crops'].publish(conv.sr_crops_msg(result))
         if 'sr_mosaic' in outputs and result.mosaic_rgb is not None:
             outputs['sr_mosaic'].publish(conv.rgb_to_image_msg(result.mosaic_rgb, header))
         if 'overlay' in outputs and result.overlay_rgb is not None:
             outputs['overlay'].publish(conv.rgb_to_image_msg(result.overlay_rgb, header))
-        if 'markers' in outputs:
+        if self._subscribed('markers'):
             height, width = result.image_rgb.shape[:2]
             outputs['markers'].publish(conv.skeleton_markers_msg(
                 result, (width, height), settings.min_keypoint_score, settings.marker_pixel_size_m,
@@ -616,14 +398,7 @@ class StarPoseNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostics_values()
-        level, message = DiagnosticStatus.OK, 'ok'
-        if values['pipeline_errors']:
-            level, message = DiagnosticStatus.WARN, 'frames failed in the pipeline (see the log)'
-        elif values['detections_in'] and values['filtered_detections'] == values['detections_in']:
-            level, message = DiagnosticStatus.WARN, 'every detection is filtered out (person_class_ids, ' \
-                                                    'min_detection_score)'
-        elif values['images_in'] and not values['frames_out']:
-            level, message = DiagnosticStatus.WARN, 'images arrive but no frame was processed (detections paired?)'
+        level, message = diagnostics_level(values)
         self._outputs['diagnostics'].publish(conv.diagnostics_msg(
             self.get_clock().now().to_msg(), f'{self.get_name()}: pose pipeline', self.get_fully_qualified_name(),
             level, message, values))

@@ -334,7 +334,7 @@ def test_filters_that_keep_nobody_are_refused(clips, tmp_path, capsys, flags, re
 
 
 def test_replay_and_node_share_their_defaults():
-    from starpose_ros.node import PARAMETERS
+    from starpose_ros.node_parameters import PARAMETERS
 
     args = build_parser().parse_args(['bag', '--output', 'out'])
     assert args.person_classes.split(',') == PARAMETERS['person_class_ids'].default

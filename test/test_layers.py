@@ -17,7 +17,8 @@ from test.conftest import REPO_ROOT
 
 PACKAGE_DIRS = {'starpose_model': REPO_ROOT / 'starpose_model', 'starpose_ros': REPO_ROOT / 'starpose_ros',
                 'starpose_training': REPO_ROOT / 'training'}
-NODE_SIDE = ('starpose_ros.node', 'starpose_ros.ros_conversions')  # the modules that import rclpy
+NODE_SIDE = ('starpose_ros.node', 'starpose_ros.node_parameters', 'starpose_ros.node_stats',
+             'starpose_ros.ros_conversions')  # the modules that import rclpy
 
 
 def layer(module: str) -> str:

@@ -110,7 +110,7 @@ class RosClient:
         self._thread.join(timeout=5)
         self.node.destroy_node()
 
-    def call(self, srv_type, service: str, request, timeout: float = 30.0):
+    def call(self, srv_type, service: str, request, timeout: float = 60.0):
         """Call a service and wait for the response (raises TimeoutError naming the service)."""
         client = self.node.create_client(srv_type, service)
         try:
@@ -130,7 +130,7 @@ class RosClient:
         request.transition.id = transition_id
         return self.call(ChangeState, f'{node_fqn}/change_state', request, timeout).success
 
-    def get_state(self, node_fqn: str, timeout: float = 30.0) -> str:
+    def get_state(self, node_fqn: str, timeout: float = 60.0) -> str:
         return self.call(GetState, f'{node_fqn}/get_state', GetState.Request(), timeout).current_state.label
 
     def set_parameters(self, node_fqn: str, **values) -> list:

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from rcl_interfaces.msg import ParameterType
 
-from starpose_ros.node import PARAMETERS, StarPoseNode
+from starpose_ros.node import StarPoseNode
+from starpose_ros.node_parameters import PARAMETERS
 from test.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.ros
@@ -171,7 +172,7 @@ def test_bad_start_up_values_fail_configure_not_the_process(rclpy_context):
 def test_filters_that_keep_nobody_fail_configure(rclpy_context):
     from rclpy.parameter import Parameter
 
-    from starpose_ros.node import NodeSettings
+    from starpose_ros.node_parameters import NodeSettings
 
     node = StarPoseNode(context=rclpy_context)
     try:

@@ -3,7 +3,8 @@
 A missing or corrupt model fails configure with a readable message while the node stays alive;
 after fixing `model_path` the node configures, activates (subscriptions and publishers appear;
 a silent publisher on the image topic gets a warning pointing to the Fast DDS profile),
-deactivates (they go away), cleans up, configures again and shuts down.
+deactivates (subscriptions go away, publishers stay until cleanup), cleans up, configures again
+and shuts down.
 """
 import pytest
 from lifecycle_msgs.msg import Transition
@@ -47,6 +48,8 @@ def test_lifecycle_via_services(rclpy_context, tmp_path, model):
         assert client.change_state(node.fqn, Transition.TRANSITION_CONFIGURE)
         assert client.get_state(node.fqn) == 'inactive'
         assert graph.count_subscribers(f'{NAMESPACE}/image') == 0
+        # publishers are made at configure (the lifecycle talker's way): the topics exist while inactive
+        assert client.wait_for(lambda: graph.count_publishers(f'{NAMESPACE}/poses') == 1, 10)
         assert client.change_state(node.fqn, Transition.TRANSITION_ACTIVATE)
         assert client.get_state(node.fqn) == 'active'
         for topic in ('poses', 'sr_crops', 'sr_mosaic', 'overlay', 'markers'):
@@ -60,13 +63,14 @@ def test_lifecycle_via_services(rclpy_context, tmp_path, model):
         assert client.wait_for(lambda: 'FASTDDS_DEFAULT_PROFILES_FILE' in node.log(), 10), node.log()
         graph.destroy_publisher(silent_camera)
 
-        # deactivate: subscriptions and publishers are gone; cleanup; configure again
+        # deactivate: subscriptions are gone, publishers stay (inactive); cleanup removes them
         assert client.change_state(node.fqn, Transition.TRANSITION_DEACTIVATE)
         assert client.get_state(node.fqn) == 'inactive'
-        assert client.wait_for(lambda: graph.count_subscribers(f'{NAMESPACE}/image') == 0
-                               and graph.count_publishers(f'{NAMESPACE}/poses') == 0, 10)
+        assert client.wait_for(lambda: graph.count_subscribers(f'{NAMESPACE}/image') == 0, 10)
+        assert graph.count_publishers(f'{NAMESPACE}/poses') == 1
         assert client.change_state(node.fqn, Transition.TRANSITION_CLEANUP)
         assert client.get_state(node.fqn) == 'unconfigured'
+        assert client.wait_for(lambda: graph.count_publishers(f'{NAMESPACE}/poses') == 0, 10)
         assert client.change_state(node.fqn, Transition.TRANSITION_CONFIGURE)
         assert client.change_state(node.fqn, Transition.TRANSITION_ACTIVATE)
         assert client.change_state(node.fqn, Transition.TRANSITION_ACTIVE_SHUTDOWN)

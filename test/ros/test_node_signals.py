@@ -50,7 +50,7 @@ def test_unconfigured_node_exits_on_the_signal(rclpy_context, tmp_path, signum):
     node = NodeProcess(tmp_path / 'node.log', '/t_sig_idle', {})
     client = RosClient(rclpy_context)
     try:
-        assert client.get_state(node.fqn, timeout=90) == 'unconfigured'  # a loaded CI machine starts slowly
+        assert client.get_state(node.fqn, timeout=90) == 'unconfigured'  # a loaded machine can be slow
     finally:
         client.close()
     _assert_clean_exit(node, _signal_and_time_exit(node, signum))
@@ -61,7 +61,7 @@ def test_node_inside_a_long_configure_exits_on_sigterm(rclpy_context, tmp_path):
     node = NodeProcess(tmp_path / 'node.log', '/t_sig_configure', {}, env={'XDG_CACHE_HOME': str(tmp_path)})
     client = RosClient(rclpy_context)
     try:
-        assert client.get_state(node.fqn, timeout=90) == 'unconfigured'  # a loaded CI machine starts slowly
+        assert client.get_state(node.fqn, timeout=90) == 'unconfigured'  # a loaded machine can be slow
         request = ChangeState.Request()
         request.transition.id = Transition.TRANSITION_CONFIGURE
         service = client.node.create_client(ChangeState, f'{node.fqn}/change_state')
