@@ -80,7 +80,7 @@ class LatestWorker:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            item = self.slot.get(timeout=0.1)
+            item = self.slot.get()  # sleeps until an item or `stop` (close wakes it): no polling while idle
             if item is None:
                 continue
             try:
