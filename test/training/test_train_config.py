@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from starpose_training import state, train
+from starpose_training import state, train, train_config
 
 ABLATION_FIELDS = {
     'no_temporal': ('window', 1),
@@ -18,13 +18,13 @@ ABLATION_FIELDS = {
 
 @pytest.mark.parametrize('resolution, scale', [('128x96', 2), ('64x48', 4)])
 def test_paper_configs_and_ablations(resolution, scale):
-    full = train.model_config(train.load_config(f'paper_{resolution}'))
+    full = train.model_config(train_config.load_config(f'paper_{resolution}'))
     assert (full.name, full.scale, full.window, full.loss_lambda) == ('paper', scale, 5, 10.0)
     assert full.attention_kernel == 'scleaky' and full.use_cnn_branch and full.pose_arch == 'hrnet_w48'
-    schedule = train.Schedule.from_dict(train.load_config(f'paper_{resolution}')['schedule'])
+    schedule = train_config.Schedule.from_dict(train_config.load_config(f'paper_{resolution}')['schedule'])
     assert (schedule.epochs, schedule.batch_size, schedule.lr) == (300, 32, 1e-3)
     for ablation, (field, value) in ABLATION_FIELDS.items():
-        config = train.load_config(f'paper_{resolution}_{ablation}')
+        config = train_config.load_config(f'paper_{resolution}_{ablation}')
         ablated = train.model_config(config)
         assert getattr(ablated, field) == value and getattr(full, field) != value
         assert ablated.scale == scale
@@ -33,7 +33,7 @@ def test_paper_configs_and_ablations(resolution, scale):
 
 def test_tiny_synthetic_configs_are_causal_tiny_models():
     for resolution, scale in (('64x48', 4), ('128x96', 2)):
-        config = train.load_config(f'tiny_synthetic_{resolution}')
+        config = train_config.load_config(f'tiny_synthetic_{resolution}')
         mcfg = train.model_config(config)
         assert (mcfg.name, mcfg.scale, mcfg.target_frame, mcfg.pose_arch) == ('tiny', scale, 'last', 'hrnet_tiny')
         assert config['pose']['train']['steps'] > 0
@@ -41,10 +41,10 @@ def test_tiny_synthetic_configs_are_causal_tiny_models():
 
 def test_paper_schedule_scales_with_the_run_length():
     # 300 epochs: x0.1 at epochs 170 and 260; 30 epochs: at 17 and 26; step-based runs keep the shape.
-    assert train.Schedule().milestone_steps(steps_per_epoch=10) == [1700, 2600]
-    assert train.Schedule(epochs=30).milestone_steps(steps_per_epoch=10) == [170, 260]
-    assert train.Schedule(steps=600).milestone_steps(steps_per_epoch=7) == [340, 520]
-    assert train.Schedule(epochs=30, milestones=[2.5]).milestone_steps(steps_per_epoch=4) == [10]
+    assert train_config.Schedule().milestone_steps(steps_per_epoch=10) == [1700, 2600]
+    assert train_config.Schedule(epochs=30).milestone_steps(steps_per_epoch=10) == [170, 260]
+    assert train_config.Schedule(steps=600).milestone_steps(steps_per_epoch=7) == [340, 520]
+    assert train_config.Schedule(epochs=30, milestones=[2.5]).milestone_steps(steps_per_epoch=4) == [10]
 
 
 def test_overrides_and_extends(tmp_path):
@@ -52,7 +52,7 @@ def test_overrides_and_extends(tmp_path):
     base.write_text('model: {name: tiny, overrides: {scale: 4}}\nschedule: {epochs: 3}\n')
     child = tmp_path / 'child.yaml'
     child.write_text('extends: base.yaml\nmodel: {ablation: relu_kernel}\n')
-    config = train.load_config(child, ['schedule.lr=0.01', 'model.overrides.window=3'])
+    config = train_config.load_config(child, ['schedule.lr=0.01', 'model.overrides.window=3'])
     assert config['schedule'] == {'epochs': 3, 'lr': 0.01}
     mcfg = train.model_config(config)
     assert (mcfg.scale, mcfg.window, mcfg.attention_kernel) == (4, 3, 'relu')
@@ -60,15 +60,15 @@ def test_overrides_and_extends(tmp_path):
 
 def test_bad_configs_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match='no_such_config'):
-        train.load_config('no_such_config')
+        train_config.load_config('no_such_config')
     broken = tmp_path / 'broken.yaml'
     broken.write_text('model: [unclosed\n')
     with pytest.raises(ValueError, match='broken.yaml'):
-        train.load_config(broken)
+        train_config.load_config(broken)
     with pytest.raises(ValueError, match='section.key=value'):
-        train.load_config('paper_64x48', ['schedule.epochs'])
+        train_config.load_config('paper_64x48', ['schedule.epochs'])
     with pytest.raises(ValueError, match='unknown schedule keys.*epoch_count'):
-        train.Schedule.from_dict({'epoch_count': 3})
+        train_config.Schedule.from_dict({'epoch_count': 3})
     with pytest.raises(ValueError, match='model.name'):
         train.model_config({'model': {}})
 
@@ -82,7 +82,7 @@ def test_atomic_save_replaces_without_leftovers(tmp_path):
 
 
 def test_missing_pose_weights_are_a_clear_error(tmp_path):
-    config = train.load_config('tiny_synthetic_64x48', [f'pose.checkpoint={tmp_path / "absent.pth"}'])
+    config = train_config.load_config('tiny_synthetic_64x48', [f'pose.checkpoint={tmp_path / "absent.pth"}'])
     with pytest.raises(FileNotFoundError, match='absent.pth'):
         train.load_frozen_pose_net(config, 'hrnet_tiny')
 
@@ -99,8 +99,8 @@ def test_hrnet_init_starts_from_near_zero_heatmaps():
 
 
 def test_every_shipped_config_has_only_known_keys():
-    for path in sorted(train.CONFIG_DIR.glob('*.yaml')):
-        train.check_config(train.load_config(path))
+    for path in sorted(train_config.CONFIG_DIR.glob('*.yaml')):
+        train_config.check_config(train_config.load_config(path))
 
 
 @pytest.mark.parametrize('override, named', [
@@ -108,9 +108,9 @@ def test_every_shipped_config_has_only_known_keys():
     ('pose.train.stpes=3', 'pose.train.stpes'), ('data.augment.shift=0.1', 'data.augment.shift'),
 ])
 def test_unknown_keys_are_refused_by_name(override, named):
-    config = train.load_config('small_real_64x48', [override])
+    config = train_config.load_config('small_real_64x48', [override])
     with pytest.raises(ValueError, match=f'unknown key.*{named}'):
-        train.check_config(config)
+        train_config.check_config(config)
 
 
 def test_the_command_line_refuses_a_typo_in_one_line(tmp_path, capsys):

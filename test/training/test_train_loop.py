@@ -18,7 +18,7 @@ import yaml
 
 from starpose_model.checkpoint import load_inference_model
 from starpose_model.hrnet import build_pose_net
-from starpose_training import state, tasks, train
+from starpose_training import state, tasks, train, train_config
 from starpose_training.train_pose import save_pose_weights
 from test.training.posetrack_fixtures import make_video, write_dataset
 
@@ -72,7 +72,7 @@ def test_smoke_run_loss_falls_and_writes_a_loadable_checkpoint(tmp_path, tiny_da
     config = write_config(tmp_path / 'smoke.yaml', tiny_data, random_pose_weights, tmp_path / 'run',
                           epochs=15, lr=3e-3, milestones=[], image_every=6)
     overrides = ['data.augment=false']
-    cfg = train.load_config(config, overrides)
+    cfg = train_config.load_config(config, overrides)
     mcfg = train.model_config(cfg)
     two_windows = torch.utils.data.Subset(train.build_dataset(cfg, 'train', mcfg, mcfg.window, augment=False),
                                           [0, 1])
