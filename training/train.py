@@ -178,12 +178,71 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
 # The loop.
 # --------------------------------------------------------------------------------------------
 
+def _resume(resume: str | None, out_dir: Path, task_name: str, config: dict | None, runtime: Runtime,
+            stateful: dict) -> tuple[int, int, int]:
+    """(step, epoch, samples done) to start from, loading `stateful` (model, optimiser, ...) from a state.
+
+    `resume`: `auto` continues from `out_dir/train_state.pt` when it exists, a path resumes from
+    that file, None starts fresh.
+    """
+    state_path = Path(resume) if resume not in (None, 'auto') else out_dir / STATE_FILE
+    if resume is None or not state_path.exists():
+        if resume not in (None, 'auto'):
+            raise FileNotFoundError(f'resume state {state_path} does not exist')
+        if runtime.is_main:  # a fresh run in an old folder: its log starts over too
+            _truncate_metrics(out_dir / METRICS_FILE, 0)
+        return 0, 0, 0
+    try:
+        state = torch.load(state_path, map_location='cpu', weights_only=False)
+    except Exception as error:  # truncated, not a torch file, another program's pickle
+        raise ValueError(f'{state_path} is not a readable training state ({type(error).__name__}); pass '
+                         '--resume none to start over, or choose another --out') from None
+    if not isinstance(state, dict) or 'model' not in state:
+        raise ValueError(f'{state_path} is not a StarPose training state; pass --resume none to start over')
+    check_resumable(state, state_path, task_name, config)
+    for key, target in stateful.items():
+        target.load_state_dict(state[key])
+    set_rng_states(state['rng'][runtime.rank] if runtime.rank < len(state['rng']) else state['rng'][0])
+    if runtime.is_main:
+        _truncate_metrics(out_dir / METRICS_FILE, state['step'])
+        print(f'[{task_name}] resumed from {state_path} at step {state["step"]} (epoch {state["epoch"]})')
+    return state['step'], state['epoch'], state['samples_done']
+
+
+def _optimise(loss: torch.Tensor, optimizer, scaler, scheduler, trainable: list, grad_clip: float | None) -> None:
+    """One optimiser step: scaled backward, optional gradient clipping, the LR schedule's step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+
+
+def _log(values: dict, step: int, epoch: int, lr: float, runtime: Runtime, metrics_log, writer,
+         task_name: str) -> dict | None:
+    """Average the values over ranks; rank 0 appends them to metrics.jsonl and TensorBoard (its record)."""
+    if runtime.distributed:
+        for value in values.values():
+            dist.all_reduce(value, op=dist.ReduceOp.AVG)
+    if not runtime.is_main:
+        return None
+    record = {'step': step, 'epoch': epoch, 'lr': lr, **{k: float(v) for k, v in values.items()}}
+    metrics_log.write(json.dumps(record) + '\n')
+    metrics_log.flush()
+    for key, value in record.items():
+        if key not in ('step', 'epoch'):
+            writer.add_scalar(f'{task_name}/{key}', value, step)
+    return record
+
+
 def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike, runtime: Runtime,
         resume: str | None = 'auto', config: dict | None = None) -> dict:
     """Train `task.model` on `train_set`; returns a summary (steps, final losses, time).
 
-    `resume`: `auto` continues from `out_dir/train_state.pt` when it exists, a path resumes from
-    that file, None starts fresh.
+    `resume`: `auto`, a state file, or None (see `_resume`).
     """
     out_dir = Path(out_dir)
     device = runtime.device
@@ -218,30 +277,9 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     # Resume: everything that makes the next step identical to the uninterrupted run's.
-    step, epoch, samples_done = 0, 0, 0
-    state_path = Path(resume) if resume not in (None, 'auto') else out_dir / STATE_FILE
-    if resume is not None and state_path.exists():
-        try:
-            state = torch.load(state_path, map_location='cpu', weights_only=False)
-        except Exception as error:  # truncated, not a torch file, another program's pickle
-            raise ValueError(f'{state_path} is not a readable training state ({type(error).__name__}); pass '
-                             '--resume none to start over, or choose another --out') from None
-        if not isinstance(state, dict) or 'model' not in state:
-            raise ValueError(f'{state_path} is not a StarPose training state; pass --resume none to start over')
-        check_resumable(state, state_path, task.name, config)
-        unwrap(model).load_state_dict(state['model'])
-        optimizer.load_state_dict(state['optimizer'])
-        scheduler.load_state_dict(state['scheduler'])
-        scaler.load_state_dict(state['scaler'])
-        set_rng_states(state['rng'][runtime.rank] if runtime.rank < len(state['rng']) else state['rng'][0])
-        step, epoch, samples_done = state['step'], state['epoch'], state['samples_done']
-        if runtime.is_main:
-            _truncate_metrics(out_dir / METRICS_FILE, step)
-            print(f'[{task.name}] resumed from {state_path} at step {step} (epoch {epoch})')
-    elif resume not in (None, 'auto'):
-        raise FileNotFoundError(f'resume state {state_path} does not exist')
-    elif runtime.is_main:  # a fresh run in an old folder (--resume none): its log starts over too
-        _truncate_metrics(out_dir / METRICS_FILE, 0)
+    step, epoch, samples_done = _resume(resume, out_dir, task.name, config, runtime,
+                                        {'model': unwrap(model), 'optimizer': optimizer, 'scheduler': scheduler,
+                                         'scaler': scaler})
 
     def save_state() -> None:
         rngs = [None] * runtime.world_size
@@ -281,31 +319,16 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f'[{task.name}] loss is {loss.item()} at step {step}; '
                                              f'last good state: {out_dir / STATE_FILE}')
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if schedule.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(trainable, schedule.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                _optimise(loss, optimizer, scaler, scheduler, trainable, schedule.grad_clip)
                 step += 1
                 samples_done += batch_size
                 losses.append(loss.item())
 
                 if step % schedule.log_every == 0 or step == total_steps:
                     values = {'loss': loss.detach(), **{k: v.detach() for k, v in parts.items()}}
-                    if runtime.distributed:
-                        for value in values.values():
-                            dist.all_reduce(value, op=dist.ReduceOp.AVG)
-                    if runtime.is_main:
-                        record = {'step': step, 'epoch': epoch, 'lr': scheduler.get_last_lr()[0],
-                                  **{k: float(v) for k, v in values.items()}}
-                        metrics_log.write(json.dumps(record) + '\n')
-                        metrics_log.flush()
-                        for key, value in record.items():
-                            if key not in ('step', 'epoch'):
-                                writer.add_scalar(f'{task.name}/{key}', value, step)
+                    record = _log(values, step, epoch, scheduler.get_last_lr()[0], runtime, metrics_log, writer,
+                                  task.name)
+                    if record is not None:
                         progress.set_postfix(loss=f'{record["loss"]:.4f}', lr=f'{record["lr"]:.1e}')
                 if runtime.is_main and schedule.image_every and step % schedule.image_every == 0:
                     unwrap(model).eval()
