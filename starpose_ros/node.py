@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import traceback
 
@@ -51,7 +52,6 @@ from starpose_ros.node_stats import NodeStats, diagnostics_level
 
 NODE_NAME = 'starpose_node'
 BAD_INPUT_LOG_PERIOD_S = 1.0  # a camera sending only bad frames logs once a second (all are counted)
-SPIN_POLL_S = 0.25  # the executor wakes this often, so a signal is handled within it (10 Hz cost 0.6 % of a core)
 WORKER_STOP_TIMEOUT_S = 1.25  # a frame still in the model after this is abandoned (exit stays under 2 s)
 FASTDDS_PROFILE_HINT = ('camera-size images need the Fast DDS profile in every process on the image path: '
                         'export FASTDDS_DEFAULT_PROFILES_FILE=<share/starpose_ros>/config/fastdds_profile.xml '
@@ -162,8 +162,9 @@ class StarPoseNode(LifecycleNode):
         self._worker = LatestWorker(self._handle_frame, self._on_frame_error, name='starpose-worker')
         self._create_subscriptions(settings)
         self._diag_previous = (time.monotonic(), self._stats.images_in, self._stats.frames_out)
+        self._no_image_timer = self.create_timer(settings.no_image_warning_s, self._warn_if_images_missing)
         self._node_timers = [self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics),
-                             self.create_timer(settings.no_image_warning_s, self._warn_if_images_missing)]
+                             self._no_image_timer]
         source = (f'detections on {self._input_subs[1].topic_name}' if settings.detector == 'topic'
                   else f'{settings.detector} detector')
         self.get_logger().info(f'active: images on {self._image_topic()}, {source}')
@@ -367,11 +368,13 @@ class StarPoseNode(LifecycleNode):
         A camera that pauses after sending images is not a transport problem: no warning then.
         """
         if self._stats.images_in or self._warned_no_images:
+            self._no_image_timer.cancel()  # nothing left to check until the next activation
             return
         topic = self._image_topic()
         publishers = self.count_publishers(topic)
         if publishers > 0:
             self._warned_no_images = True
+            self._no_image_timer.cancel()
             self.get_logger().warning(f'{publishers} publisher(s) on {topic} but no image arrived for '
                                       f'{self._settings.no_image_warning_s:.0f} s; {FASTDDS_PROFILE_HINT}')
 
@@ -411,12 +414,29 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _wake_executor_on_signals(node: StarPoseNode) -> None:
+    """Let a signal wake the executor's wait, so Python's handler runs at once (no polling while idle).
+
+    CPython's C-level handler writes the signal number to the wakeup fd even while the main thread
+    is blocked inside rclpy's wait; a relay thread turns that into a guard-condition trigger.
+    """
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd)
+    wake = node.create_guard_condition(lambda: None)
+
+    def relay() -> None:
+        while os.read(read_fd, 1):
+            wake.trigger()
+    threading.Thread(target=relay, name='starpose-signal-relay', daemon=True).start()
+
+
 def main(args=None) -> None:
     """Run the node (`ros2 run starpose_ros starpose_node` or `python -m starpose_ros.node`).
 
     rclpy's own signal handlers are off: its SIGTERM handler leaves a blocked `spin()` waiting
-    forever. Python's handlers run between executor waits of `SPIN_POLL_S`, so SIGINT and SIGTERM
-    end the process within ~2 s in every state (a frame in the model is abandoned after
+    forever. Python's handlers, woken through `_wake_executor_on_signals`, end the process within
+    ~2 s of SIGINT or SIGTERM in every state (a frame in the model is abandoned after
     `WORKER_STOP_TIMEOUT_S`).
     """
     os.environ.setdefault('OMP_NUM_THREADS', '2')
@@ -426,10 +446,11 @@ def main(args=None) -> None:
     node = None
     try:
         node = StarPoseNode()
+        _wake_executor_on_signals(node)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok():
-            executor.spin_once(timeout_sec=SPIN_POLL_S)
+            executor.spin_once()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

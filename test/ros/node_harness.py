@@ -57,7 +57,13 @@ def _parameter_text(value) -> str:
 
 
 class NodeProcess:
-    """`python -m starpose_ros.node` in a child process, its output captured in a log file."""
+    """`python -m starpose_ros.node` in a child process, its output captured in a log file.
+
+    Every instance is tracked: `kill_leftovers` (run after each ROS test, see test/ros/conftest.py)
+    kills one a failing test left running, so no node outlives its test.
+    """
+
+    started: list[NodeProcess] = []
 
     def __init__(self, log_path: Path, namespace: str, parameters: dict, name: str = 'starpose_node',
                  params_file: Path | None = None, env: dict | None = None):
@@ -73,6 +79,18 @@ class NodeProcess:
         self._log = open(log_path, 'w')  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                         env=None if env is None else {**os.environ, **env})
+        NodeProcess.started.append(self)
+
+    @classmethod
+    def kill_leftovers(cls, keep: int = 0) -> list[str]:
+        """Kill the node processes started after the first `keep` ones that still run; return their names."""
+        left = [node for node in cls.started[keep:] if node.alive()]
+        for node in left:
+            node.process.kill()
+            node.process.wait()
+            node._log.close()
+        del cls.started[keep:]
+        return [node.fqn for node in left]
 
     def alive(self) -> bool:
         return self.process.poll() is None
