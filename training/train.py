@@ -334,7 +334,9 @@ def fit(task, train_set: Dataset, schedule: Schedule, out_dir: str | os.PathLike
                     unwrap(model).eval()
                     writer.add_image(f'{task.name}/samples', task.pictures(batch), step)
                     unwrap(model).train()
-                stopping = stop.requested(runtime.distributed, runtime.device)
+                # across DDP ranks the stop flag costs a collective and a sync: ask at log steps only
+                ask = not runtime.distributed or step % schedule.log_every == 0 or step == total_steps
+                stopping = ask and stop.requested(runtime.distributed, runtime.device)
                 if step % schedule.checkpoint_every == 0 or step == total_steps or stopping:
                     save_state()
                 progress.update(1)
