@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from starpose_model.crops import box_to_center_scale, crop_affine, warp_crop
+from starpose_model.crops import warp_crop
 from starpose_ros.bag_source import BagEvalError
 from starpose_ros.core.backends.base import SR_HEIGHT, SR_WIDTH
 from starpose_ros.core.types import Detection, FrameResult
@@ -43,9 +43,7 @@ def quality(result: FrameResult) -> list[tuple[float, float]]:
 
     values = []
     for person in result.persons:
-        center, size = box_to_center_scale(person.box_xywh)
-        reference = warp_crop(result.image_rgb, crop_affine(center, size, (SR_HEIGHT, SR_WIDTH)),
-                              (SR_HEIGHT, SR_WIDTH))
+        reference = warp_crop(result.image_rgb, person.image_to_crop, (SR_HEIGHT, SR_WIDTH))
         values.append((psnr(person.sr_crop, reference), ssim(person.sr_crop, reference)))
     return values
 

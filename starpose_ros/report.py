@@ -14,8 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from starpose_model.crops import box_to_center_scale, crop_affine, warp_crop
+from starpose_model.crops import warp_crop
 from starpose_ros.core import drawing
+from starpose_ros.core.backends.base import SR_HEIGHT
 from starpose_ros.core.types import PersonResult
 
 STAGE_ORDER = ('read', 'detect', 'track', 'crop', 'infer', 'decode', 'draw', 'write', 'total')
@@ -54,8 +55,8 @@ class FilmstripSampler:
         self._seen[track] = seen + 1
         if seen % self._stride[track]:
             return
-        center, size = box_to_center_scale(person.box_xywh)
-        lr_crop = warp_crop(image_rgb, crop_affine(center, size, self.lr_size), self.lr_size)
+        # the person's HR-crop affine scaled down to the LR size: the region the model was given
+        lr_crop = warp_crop(image_rgb, person.image_to_crop * (self.lr_size[0] / SR_HEIGHT), self.lr_size)
         pose = drawing.sr_mosaic([person], self.layout, columns=1)
         self.samples[track].append((frame_index, lr_crop, pose))
         if len(self.samples[track]) >= self.per_track:

@@ -7,7 +7,6 @@ import zlib
 import cv2
 import numpy as np
 
-from starpose_model.crops import invert_affine, transform_points
 from starpose_model.keypoints import SKELETON_EDGES
 
 from .backends.base import SR_HEIGHT, SR_WIDTH
@@ -73,8 +72,6 @@ def sr_mosaic(persons: list[PersonResult], layout: str, columns: int = 4,
         tile = mosaic[top:top + SR_HEIGHT, left:left + SR_WIDTH]
         tile[:] = person.sr_crop
         color = track_color(person.track_id)
-        crop_keypoints = person.keypoints.copy()
-        crop_keypoints[:, :2] = transform_points(person.keypoints[:, :2], invert_affine(person.crop_to_image))
-        draw_skeleton(tile, crop_keypoints, layout, color, score_threshold, 1)
+        draw_skeleton(tile, person.crop_keypoints, layout, color, score_threshold, 1)
         _label(tile, person.track_id, (4, 16), color)
     return mosaic

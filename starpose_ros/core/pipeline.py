@@ -3,7 +3,8 @@
 `PosePipeline.process` runs, for one frame: detection (built-in HOG when configured and the
 input has none), box validation, tracking, aligned LR windows for every person of the target
 frame, one batched backend call (chunked above `max_batch`), and the mapping of HR-crop
-keypoints back to image pixels through the inverse crop affine. It is deterministic: the same
+keypoints back to image pixels through the inverse of the HR-crop affine (which each
+`PersonResult` carries with its crop keypoints). It is deterministic: the same
 frames give the same results. Per-stage timings (ms) come with every result.
 
 With a 'center' model the result for frame n is produced when frame n + T//2 arrives and is
@@ -24,7 +25,7 @@ from . import drawing
 from .backends.base import SR_HEIGHT, SR_WIDTH, InferenceBackend
 from .detector import HogPersonDetector
 from .tracker import IoUTracker
-from .types import Detection, FrameInput, FrameResult, PersonResult
+from .types import Detection, FrameInput, FrameResult, PersonResult, invert_affines
 from .windows import StoredFrame, TrackWindows
 
 DETECTORS = ('none', 'hog')
@@ -193,14 +194,15 @@ class PosePipeline:
             self.counters.backend_calls += 1
         timings.lap('infer')
 
-        crop_to_image = hr_crop_to_image(lr_affines, self.info.lr_height)
+        image_to_crop = hr_crop_affines(lr_affines, self.info.lr_height)
+        crop_to_image = invert_affines(image_to_crop)
         image_keypoints = keypoints.copy()
         image_keypoints[..., :2] = keypoints[..., :2] @ crop_to_image[:, :, :2].transpose(0, 2, 1) \
             + crop_to_image[:, None, :, 2]
         scores = keypoints[:, self._scored_joints, 2].mean(axis=1).tolist()
         persons = [PersonResult(track_id=detection.track_id, box_xywh=np.asarray(detection.box_xywh, dtype=np.float64),
                                 keypoints=image_keypoints[i], score=scores[i], sr_crop=sr_images[i],
-                                crop_to_image=crop_to_image[i])
+                                crop_keypoints=keypoints[i], image_to_crop=image_to_crop[i])
                    for i, detection in enumerate(persons_in)]
         timings.lap('decode')
 
@@ -219,16 +221,13 @@ class PosePipeline:
                            image_rgb=target.image, overlay_rgb=overlay, mosaic_rgb=mosaic)
 
 
-def hr_crop_to_image(lr_affines: np.ndarray, lr_height: int) -> np.ndarray:
-    """Affines (B, 2, 3) from HR-crop (256x192) pixels to image pixels, given image -> LR-crop affines.
+def hr_crop_affines(lr_affines: np.ndarray, lr_height: int) -> np.ndarray:
+    """Affines (B, 2, 3) from image pixels to HR-crop (256x192) pixels, given image -> LR-crop affines.
 
-    The HR and LR crops cover the same region: `crop_affine` scales linearly with the output
-    size, so image -> HR is the LR affine times 256 / h, and its inverse maps keypoints back.
+    The HR and LR crops cover the same region and `crop_affine` scales linearly with the output
+    size, so image -> HR is the LR affine times 256 / h (exact for the power-of-two SR factors).
     """
-    image_to_hr = np.asarray(lr_affines, dtype=np.float64) * (SR_HEIGHT / lr_height)
-    linear_inverse = np.linalg.inv(image_to_hr[:, :, :2])
-    offset = -linear_inverse @ image_to_hr[:, :, 2:]
-    return np.concatenate([linear_inverse, offset], axis=2)
+    return np.asarray(lr_affines, dtype=np.float64) * (SR_HEIGHT / lr_height)
 
 
 class _Timer:

@@ -1,7 +1,7 @@
 """Plain data passed between the core's stages, the node and the bag replay (no ROS types).
 
 Boxes are (x, y, w, h) in image pixels with (x, y) the top-left corner; keypoints are (17, 3)
-arrays of x, y (image pixels) and score. Stamps are integer nanoseconds, copied from the input
+arrays of x, y (image pixels unless named crop keypoints) and score. Stamps are integer nanoseconds, copied from the input
 image's header and never taken from a clock.
 """
 from __future__ import annotations
@@ -35,16 +35,38 @@ class FrameInput:
     detections: list[Detection] | None = None
 
 
+def invert_affines(affines) -> np.ndarray:
+    """Inverses of 2x3 affines (..., 2, 3).
+
+    The pipeline maps keypoints to the image with it and `PersonResult.crop_to_image` derives the
+    same matrix with it, so what is published agrees with the keypoints to the bit.
+    """
+    affines = np.asarray(affines, dtype=np.float64)
+    linear_inverse = np.linalg.inv(affines[..., :2])
+    offset = -linear_inverse @ affines[..., 2:]
+    return np.concatenate([linear_inverse, offset], axis=-1)
+
+
 @dataclass
 class PersonResult:
-    """The pose of one tracked person in one frame."""
+    """The pose of one tracked person in one frame, with the HR crop it was estimated in.
+
+    The pipeline derives the crop geometry once; drawing, filmstrips and image-quality metrics
+    read it from here instead of recomputing it from the box.
+    """
 
     track_id: str
     box_xywh: np.ndarray  # (4,) float64, image pixels
     keypoints: np.ndarray  # (17, 3) float32: x, y in image pixels, score
     score: float  # mean score of the joints the keypoint layout trains
     sr_crop: np.ndarray  # (256, 192, 3) uint8 RGB super-resolved crop of the target frame
-    crop_to_image: np.ndarray  # (2, 3) float64: HR-crop pixels -> image pixels
+    crop_keypoints: np.ndarray  # (17, 3) float32: x, y in HR-crop pixels as the backend returned them, score
+    image_to_crop: np.ndarray  # (2, 3) float64: image pixels -> HR-crop pixels
+
+    @property
+    def crop_to_image(self) -> np.ndarray:
+        """(2, 3) HR-crop pixels -> image pixels: the inverse `keypoints` were mapped with."""
+        return invert_affines(self.image_to_crop)
 
 
 @dataclass

@@ -43,8 +43,8 @@ def test_pipeline_runs_hog_when_a_frame_has_no_detections(ort_backend, photo):
 
 def _person(track_id, keypoints):
     return PersonResult(track_id=track_id, box_xywh=np.array([40.0, 30.0, 50.0, 100.0]), keypoints=keypoints,
-                        score=1.0, sr_crop=np.full((256, 192, 3), 60, np.uint8),
-                        crop_to_image=np.array([[0.5, 0.0, 10.0], [0.0, 0.5, 20.0]]))
+                        score=1.0, sr_crop=np.full((256, 192, 3), 60, np.uint8), crop_keypoints=keypoints,
+                        image_to_crop=np.array([[2.0, 0.0, -20.0], [0.0, 2.0, -40.0]]))
 
 
 def test_overlay_draws_boxes_and_confident_joints_in_the_track_colour():
@@ -67,6 +67,13 @@ def test_mosaic_tiles_every_person():
     assert mosaic.shape == (512, 768, 3)
     assert mosaic[300, 100].tolist() == [60, 60, 60] and mosaic[300, 700].max() == 0  # 5th tile, empty 8th
     assert sr_mosaic([], 'coco').shape == (256, 192, 3)
+
+
+def test_mosaic_draws_the_crop_keypoints_on_the_sr_crop():
+    person = _person('7', np.zeros((17, 3), np.float32))  # image keypoints at (0, 0), not drawn
+    person.crop_keypoints = np.tile(np.float32([100.0, 50.0, 0.9]), (17, 1))
+    mosaic = sr_mosaic([person], 'coco')
+    assert (mosaic[50, 100] == track_color('7')).all() and mosaic[0, 0].tolist() == [60, 60, 60]
 
 
 def test_latest_slot_keeps_only_the_newest_and_counts_drops():

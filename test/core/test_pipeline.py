@@ -4,8 +4,8 @@ import pytest
 
 from starpose_model.crops import box_to_center_scale, crop_affine, invert_affine, warp_crop
 from starpose_ros.core.backends import create_backend
-from starpose_ros.core.pipeline import PipelineConfig, PosePipeline, hr_crop_to_image, sanitize_detections
-from starpose_ros.core.types import Detection, FrameInput
+from starpose_ros.core.pipeline import PipelineConfig, PosePipeline, hr_crop_affines, sanitize_detections
+from starpose_ros.core.types import Detection, FrameInput, invert_affines
 
 FRAME_NS = 40_000_000
 RNG = np.random.default_rng(7)
@@ -46,6 +46,8 @@ def test_results_are_stamped_tracked_and_mapped_to_image_pixels(ort_backend):
         np.testing.assert_allclose(person.keypoints[:, :2], expected_xy, atol=1e-3)
         np.testing.assert_array_equal(person.keypoints[:, 2], hr_keypoints[:, 2])
         np.testing.assert_array_equal(person.sr_crop, sr_image)
+        np.testing.assert_array_equal(person.crop_keypoints, hr_keypoints)  # as the backend returned them
+        np.testing.assert_array_equal(person.image_to_crop, crop_affine(center, size, (256, 192)))
         scored = [j for j in range(17) if info.keypoint_layout != 'posetrack' or j not in (3, 4)]
         assert person.score == pytest.approx(float(hr_keypoints[scored, 2].mean()))
 
@@ -55,7 +57,7 @@ def test_hr_crop_maps_onto_the_padded_box_region_the_lr_crop_covers():
     center, size = box_to_center_scale(box)
     np.testing.assert_allclose(size, [93.75, 125.0])  # aspect 0.75, padding 1.25
     lr_affine = crop_affine(center, size, (64, 48))
-    to_image = hr_crop_to_image(lr_affine[None], 64)[0]
+    to_image = invert_affines(hr_crop_affines(lr_affine[None], 64))[0]
     np.testing.assert_allclose(to_image, invert_affine(crop_affine(center, size, (256, 192))), atol=1e-9)
     corners = np.array([[0.0, 0.0], [192.0, 256.0], [96.0, 128.0]])
     mapped = corners @ to_image[:, :2].T + to_image[:, 2]
@@ -63,7 +65,7 @@ def test_hr_crop_maps_onto_the_padded_box_region_the_lr_crop_covers():
     lr_to_image = invert_affine(lr_affine)
     np.testing.assert_allclose(np.array([[0.0, 0.0], [48.0, 64.0]]) @ lr_to_image[:, :2].T + lr_to_image[:, 2],
                                mapped[:2])
-    assert hr_crop_to_image(np.zeros((0, 2, 3)), 64).shape == (0, 2, 3)
+    assert invert_affines(hr_crop_affines(np.zeros((0, 2, 3)), 64)).shape == (0, 2, 3)
 
 
 def test_many_persons_are_chunked_by_max_batch_with_the_same_results(ort_backend):

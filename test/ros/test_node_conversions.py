@@ -60,7 +60,7 @@ def _result(keypoint_scores) -> FrameResult:
     keypoints[:, 0], keypoints[:, 1], keypoints[:, 2] = np.arange(17) * 4.0 + 100, 200.0, keypoint_scores
     person = PersonResult(track_id='12', box_xywh=np.array([90.0, 150.0, 80.0, 120.0]), keypoints=keypoints,
                           score=float(np.mean(keypoint_scores)), sr_crop=np.zeros((256, 192, 3), np.uint8),
-                          crop_to_image=np.array([[0.5, 0, 10], [0, 0.5, 20]]))
+                          crop_keypoints=keypoints, image_to_crop=np.array([[2.0, 0, -20], [0, 2.0, -40]]))
     return FrameResult(stamp_ns=1_700_000_000_123_456_789, frame_id='cam', persons=[person], timings_ms={},
                        keypoint_layout='posetrack', image_rgb=np.zeros((480, 640, 3), np.uint8))
 
