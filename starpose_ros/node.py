@@ -1,7 +1,8 @@
-"""The StarPose ROS 2 lifecycle node: parameters, QoS, message conversion and threading.
+"""The StarPose ROS 2 lifecycle node: transitions, callbacks and threading.
 
 All pose logic lives in the ROS-free core (`starpose_ros.core`); this module only wires it to
-ROS. Lifecycle:
+ROS, with its parameters in `node_parameters`, its topics and QoS in `node_topics`, message
+conversion in `ros_conversions` and the process's signal handling in `node_signals`. Lifecycle:
 
 - configure: read and check the parameters, load the model through the chosen backend, build
   the pipeline. A missing or corrupt model logs a readable error and fails the transition; the
@@ -20,22 +21,14 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 import traceback
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CompressedImage, Image
-from visualization_msgs.msg import MarkerArray
 
-from starpose_msgs.msg import PersonPoseArray, SuperResolvedCropArray, TrackedDetectionArray
 from starpose_ros import ros_conversions as conv
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.backends.base import BackendError
@@ -47,8 +40,10 @@ from starpose_ros.core.pairing import StampPairer
 from starpose_ros.core.person_filter import PersonFilter
 from starpose_ros.core.pipeline import PosePipeline
 from starpose_ros.core.types import FrameInput
-from starpose_ros.node_parameters import PARAMETERS, ROS_OWN_PARAMETERS, NodeSettings, Param, check_choice
+from starpose_ros.node_parameters import NodeSettings, check_new_parameters, declare_parameters, warn_unknown_parameters
+from starpose_ros.node_signals import interrupt, wake_executor_on_signals
 from starpose_ros.node_stats import NodeStats, diagnostics_level
+from starpose_ros.node_topics import create_publishers, create_subscriptions
 
 NODE_NAME = 'starpose_node'
 BAD_INPUT_LOG_PERIOD_S = 1.0  # a camera sending only bad frames logs once a second (all are counted)
@@ -58,20 +53,14 @@ FASTDDS_PROFILE_HINT = ('camera-size images need the Fast DDS profile in every p
                         '(see docs/dds.md)')
 
 
-def _qos(reliability: str, depth: int) -> QoSProfile:
-    policy = ReliabilityPolicy.BEST_EFFORT if reliability == 'best_effort' else ReliabilityPolicy.RELIABLE
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy)
-
-
 class StarPoseNode(LifecycleNode):
     """Pose estimation for small people: images + person boxes in, poses and visualisations out."""
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
-        self._bad_start_values: dict[str, str] = {}  # parameter -> why its start-up value was refused
-        for name, param in PARAMETERS.items():
-            self._declare(name, param)
-        self.add_on_set_parameters_callback(self._check_new_parameters)
+        self._bad_start_values = declare_parameters(self)  # parameter -> why its start-up value was refused
+        self.add_on_set_parameters_callback(
+            lambda parameters: check_new_parameters(parameters, self._bad_start_values))
         self._settings: NodeSettings | None = None
         self._backend = None
         self._pipeline: PosePipeline | None = None
@@ -86,37 +75,7 @@ class StarPoseNode(LifecycleNode):
         self._warned_no_images = False
         self._abandoned_worker = False  # a worker that did not stop may still use the backend
         self._person_filter: PersonFilter | None = None
-        self._warn_unknown_parameters()
-
-    def _warn_unknown_parameters(self) -> None:
-        """A misspelt name in a params file or `-p` (`detectr: hog`) would otherwise be ignored silently."""
-        unknown = sorted(name for name in self._parameter_overrides
-                         if name not in PARAMETERS and not name.startswith(ROS_OWN_PARAMETERS))
-        if unknown:
-            self.get_logger().warning(f'unknown parameter(s) ignored: {", ".join(unknown)} (the node reads: '
-                                      f'{", ".join(PARAMETERS)})')
-
-    def _declare(self, name: str, param: Param) -> None:
-        """Declare one parameter; a bad start-up value (-p, params file) fails configure, not the process.
-
-        An integer given for a double parameter (`-p hog_upscale:=2`) is taken as that double.
-        """
-        descriptor = param.descriptor(name)
-        try:
-            self.declare_parameter(name, param.default, descriptor)
-            return
-        except InvalidParameterTypeException as error:
-            given = getattr(self._parameter_overrides.get(name), 'value', None)  # rclpy's start-up values
-            if isinstance(param.default, float) and isinstance(given, int) and not isinstance(given, bool):
-                self.declare_parameter(name, float(given), descriptor, ignore_override=True)
-                return
-            reason = str(error)
-        except InvalidParameterValueException as error:
-            reason = str(error)
-        self.declare_parameter(name, param.default, descriptor, ignore_override=True)
-        self._bad_start_values[name] = reason
-        self.get_logger().error(f'parameter {name}: start-up value refused ({reason}); it keeps its default '
-                                f'{param.default!r} and configure fails until it is set to a valid value')
+        warn_unknown_parameters(self)
 
     # ------------------------------------------------------------------ lifecycle transitions
 
@@ -153,14 +112,15 @@ class StarPoseNode(LifecycleNode):
                                f'(window {info.window}, LR {info.lr_height}x{info.lr_width}, '
                                f'{info.keypoint_layout} keypoints, target frame {info.target_frame}), '
                                f'detector {settings.detector}')
-        self._create_publishers(settings)  # at configure, as the lifecycle talker: topics exist while inactive
+        # at configure, as in the lifecycle talker: the topics exist while inactive
+        self._outputs = create_publishers(self, settings)
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Create the worker, subscriptions and timers, then activate the publishers."""
         settings = self._settings
         self._worker = LatestWorker(self._handle_frame, self._on_frame_error, name='starpose-worker')
-        self._create_subscriptions(settings)
+        self._input_subs = create_subscriptions(self, settings, self._on_image, self._on_detections)
         self._diag_previous = (time.monotonic(), self._stats.images_in, self._stats.frames_out)
         self._no_image_timer = self.create_timer(settings.no_image_warning_s, self._warn_if_images_missing)
         self._node_timers = [self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics),
@@ -200,33 +160,6 @@ class StarPoseNode(LifecycleNode):
         return super().destroy_node()
 
     # ------------------------------------------------------------------ set-up and tear-down
-
-    def _create_publishers(self, settings: NodeSettings) -> None:
-        results_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        images_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        wanted = {
-            'poses': (PersonPoseArray, 'poses', results_qos, True),
-            'sr_crops': (SuperResolvedCropArray, 'sr_crops', images_qos, settings.publish_sr_crops),
-            'sr_mosaic': (Image, 'sr_mosaic', images_qos, settings.publish_mosaic),
-            'overlay': (Image, 'overlay', images_qos, settings.publish_overlay),
-            'markers': (MarkerArray, 'markers', results_qos, settings.publish_markers),
-            'diagnostics': (DiagnosticArray, '/diagnostics', results_qos, True),
-        }
-        self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, qos)
-                         for key, (msg_type, topic, qos, enabled) in wanted.items() if enabled}
-
-    def _create_subscriptions(self, settings: NodeSettings) -> None:
-        image_qos = _qos(settings.image_reliability, settings.image_queue_depth)
-        if settings.image_transport == 'compressed':
-            image_sub = self.create_subscription(CompressedImage, 'image/compressed', self._on_image, image_qos)
-        else:
-            image_sub = self.create_subscription(Image, 'image', self._on_image, image_qos)
-        self._input_subs = [image_sub]
-        if settings.detector == 'topic':
-            msg_type = conv.Detection2DArray if settings.uses_vision_msgs else TrackedDetectionArray
-            self._input_subs.append(self.create_subscription(
-                msg_type, 'detections', self._on_detections,
-                _qos(settings.detections_reliability, settings.detections_queue_depth)))
 
     def _stop_worker(self) -> bool:
         """Stop the worker after its frame in progress; False when it is still inside the model.
@@ -268,17 +201,6 @@ class StarPoseNode(LifecycleNode):
         self._destroy_inputs()
         self._destroy_publishers()
         self._release_model()
-
-    def _check_new_parameters(self, parameters) -> SetParametersResult:
-        for parameter in parameters:
-            if parameter.name in PARAMETERS:
-                try:
-                    check_choice(parameter.name, parameter.value)
-                except ValueError as error:
-                    return SetParametersResult(successful=False, reason=str(error))
-        for parameter in parameters:  # a valid value replaces a refused start-up value
-            self._bad_start_values.pop(parameter.name, None)
-        return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ executor-thread callbacks
 
@@ -407,46 +329,22 @@ class StarPoseNode(LifecycleNode):
             level, message, values))
 
 
-def _interrupt(signum, frame):
-    """SIGINT and SIGTERM alike: leave whatever runs (also a long configure) and shut down."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second signal ends the process at once
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise KeyboardInterrupt
-
-
-def _wake_executor_on_signals(node: StarPoseNode) -> None:
-    """Let a signal wake the executor's wait, so Python's handler runs at once (no polling while idle).
-
-    CPython's C-level handler writes the signal number to the wakeup fd even while the main thread
-    is blocked inside rclpy's wait; a relay thread turns that into a guard-condition trigger.
-    """
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(write_fd, False)
-    signal.set_wakeup_fd(write_fd)
-    wake = node.create_guard_condition(lambda: None)
-
-    def relay() -> None:
-        while os.read(read_fd, 1):
-            wake.trigger()
-    threading.Thread(target=relay, name='starpose-signal-relay', daemon=True).start()
-
-
 def main(args=None) -> None:
     """Run the node (`ros2 run starpose_ros starpose_node` or `python -m starpose_ros.node`).
 
     rclpy's own signal handlers are off: its SIGTERM handler leaves a blocked `spin()` waiting
-    forever. Python's handlers, woken through `_wake_executor_on_signals`, end the process within
+    forever. Python's handlers, woken through `wake_executor_on_signals`, end the process within
     ~2 s of SIGINT or SIGTERM in every state (a frame in the model is abandoned after
     `WORKER_STOP_TIMEOUT_S`).
     """
     os.environ.setdefault('OMP_NUM_THREADS', '2')
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     node = None
     try:
         node = StarPoseNode()
-        _wake_executor_on_signals(node)
+        wake_executor_on_signals(node)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok():

@@ -1,14 +1,17 @@
 """The node's parameters: declared once here (default, description, range), read at configure.
 
-`PARAMETERS` makes the descriptors; `NodeSettings` is one consistent snapshot of them, turned
-into the core's objects (`pipeline`, `runtime`, `person_filter`) under the core's names.
+`PARAMETERS` makes the descriptors; `declare_parameters` declares them on the node (a bad start-up
+value fails configure, not the process) and `check_new_parameters` vets `ros2 param set`.
+`NodeSettings` is one consistent snapshot of them, turned into the core's objects (`pipeline`,
+`runtime`, `person_filter`) under the core's names.
 Defaults come from the core's own dataclasses, so the node and the bag replay agree.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.lifecycle import LifecycleNode
 
 from starpose_ros import ros_conversions as conv
@@ -213,3 +216,58 @@ def check_choice(name: str, value) -> None:
     choices = PARAMETERS[name].choices
     if choices and value not in choices:
         raise ValueError(f'parameter {name!r} is {value!r}; expected one of: {", ".join(choices)}')
+
+
+def declare_parameters(node: LifecycleNode) -> dict[str, str]:
+    """Declare every parameter; return {name: why its start-up value was refused} (-p, params file)."""
+    refused = {}
+    for name, param in PARAMETERS.items():
+        reason = _declare(node, name, param)
+        if reason is not None:
+            refused[name] = reason
+            node.get_logger().error(f'parameter {name}: start-up value refused ({reason}); it keeps its default '
+                                    f'{param.default!r} and configure fails until it is set to a valid value')
+    return refused
+
+
+def _declare(node: LifecycleNode, name: str, param: Param) -> str | None:
+    """Declare one parameter; a refused start-up value leaves the default and returns the reason.
+
+    An integer given for a double parameter (`-p hog_upscale:=2`) is taken as that double.
+    """
+    descriptor = param.descriptor(name)
+    try:
+        node.declare_parameter(name, param.default, descriptor)
+        return None
+    except InvalidParameterTypeException as error:
+        given = getattr(node._parameter_overrides.get(name), 'value', None)  # rclpy's start-up values
+        if isinstance(param.default, float) and isinstance(given, int) and not isinstance(given, bool):
+            node.declare_parameter(name, float(given), descriptor, ignore_override=True)
+            return None
+        reason = str(error)
+    except InvalidParameterValueException as error:
+        reason = str(error)
+    node.declare_parameter(name, param.default, descriptor, ignore_override=True)
+    return reason
+
+
+def warn_unknown_parameters(node: LifecycleNode) -> None:
+    """A misspelt name in a params file or `-p` (`detectr: hog`) would otherwise be ignored silently."""
+    unknown = sorted(name for name in node._parameter_overrides
+                     if name not in PARAMETERS and not name.startswith(ROS_OWN_PARAMETERS))
+    if unknown:
+        node.get_logger().warning(f'unknown parameter(s) ignored: {", ".join(unknown)} (the node reads: '
+                                  f'{", ".join(PARAMETERS)})')
+
+
+def check_new_parameters(parameters, refused: dict[str, str]) -> SetParametersResult:
+    """Vet a `ros2 param set`: refuse a value outside its choices; a valid value clears a refused start-up value."""
+    for parameter in parameters:
+        if parameter.name in PARAMETERS:
+            try:
+                check_choice(parameter.name, parameter.value)
+            except ValueError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+    for parameter in parameters:
+        refused.pop(parameter.name, None)
+    return SetParametersResult(successful=True)
