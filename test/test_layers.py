@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from test.conftest import REPO_ROOT
+from starpose_testing.paths import REPO_ROOT
 
 PACKAGE_DIRS = {'starpose_model': REPO_ROOT / 'starpose_model', 'starpose_ros': REPO_ROOT / 'starpose_ros',
                 'starpose_training': REPO_ROOT / 'training'}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ast
 import xml.etree.ElementTree as ET
 
-from test.conftest import REPO_ROOT
+from starpose_testing.paths import REPO_ROOT
 
 OPTIONAL = {'vision_msgs'}  # imported only if installed: the node falls back to starpose_msgs
 ROS_PACKAGES = ('rclpy', 'launch', 'launch_ros')

@@ -32,8 +32,7 @@ from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
 from starpose_ros.replay_outputs import OVERLAY_TOPIC, POSES_TOPIC
 from starpose_ros.video2bag import convert
-from test.conftest import REPO_ROOT
-from test.core.conftest import tiny_center_checkpoint, tiny_model_files  # noqa: F401 - the core tests' tiny models
+from starpose_testing.paths import REPO_ROOT
 
 FRAMES = 4
 
@@ -57,7 +56,7 @@ def clips(tmp_path_factory):
 
 
 @pytest.fixture
-def onnx_model(tiny_model_files):  # noqa: F811
+def onnx_model(tiny_model_files):
     return tiny_model_files[0]
 
 
@@ -121,7 +120,7 @@ def test_one_pose_array_per_image_with_the_image_header(clips, onnx_model, tmp_p
     assert '](plots/latency.png)' in markdown and '| infer |' in markdown
 
 
-def test_a_centre_target_model_answers_every_image_with_its_own_header(clips, tiny_center_checkpoint,  # noqa: F811
+def test_a_centre_target_model_answers_every_image_with_its_own_header(clips, tiny_center_checkpoint,
                                                                          tmp_path):
     bag = clips['bags']['mcap']
     report = evaluate_bag(_options(bag, tiny_center_checkpoint, tmp_path, backend='torch', video=False))
@@ -514,7 +513,7 @@ def test_demo_falls_back_to_a_synthetic_clip_when_the_footage_cannot_be_fetched(
     assert report['counts']['frames'] == 3 and 'PoseTrack AP Total' in report['accuracy']
 
 
-def test_method_switch_runs_the_baselines_on_the_same_pose_net(clips, tiny_model_files, tmp_path):  # noqa: F811
+def test_method_switch_runs_the_baselines_on_the_same_pose_net(clips, tiny_model_files, tmp_path):
     onnx, checkpoint = tiny_model_files
     reports = {method: evaluate_bag(_options(clips['bags']['mcap'], checkpoint, tmp_path / method, method=method,
                                              gt_json=clips['gt'], video=False))
@@ -535,7 +534,7 @@ def test_the_live_node_publishes_the_same_poses(clips, onnx_model, tmp_path):
 
     from starpose_msgs.msg import PersonPoseArray, TrackedDetection, TrackedDetectionArray
     from starpose_ros.ros_conversions import make_header, rgb_to_image_msg
-    from test.ros.node_harness import NodeProcess, RosClient
+    from starpose_testing.node_harness import NodeProcess, RosClient
 
     bag = clips['bags']['sqlite3']
     evaluate_bag(_options(bag, onnx_model, tmp_path / 'replay', video=False))

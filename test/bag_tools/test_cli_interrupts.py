@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from starpose_ros import bagio
-from test.conftest import REPO_ROOT
+from starpose_testing.paths import REPO_ROOT
 
 
 def _start(module: str, *args: str) -> subprocess.Popen:

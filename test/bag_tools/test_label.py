@@ -23,10 +23,10 @@ from starpose_ros.label import (
     main,
     parse_frames,
 )
+from starpose_testing.paths import REPO_ROOT
 from starpose_training.dataset import PoseTrackWindows
 from starpose_training.evaluate import main as eval_main
 from starpose_training.posetrack import read_posetrack
-from test.conftest import REPO_ROOT
 
 FIXTURE = REPO_ROOT / 'test' / 'fixtures' / 'vtest_x4'
 TEACHER_PYTHON = REPO_ROOT / '.venv-teacher' / 'bin' / 'python'

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from benchmarks.harness import Case, Plan, compare, machine, ratio, report
-from test.benchmarks.cases import logged
+from starpose_testing.bench_cases import logged
 
 PLAN = Plan(rounds=3, calls_per_round=2, stable_window=2, stable_tolerance=10.0, max_warmup_calls=2, settle_s=0.0)
 

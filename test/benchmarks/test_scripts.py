@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from test.conftest import REPO_ROOT
+from starpose_testing.paths import REPO_ROOT
 
 LABELS = REPO_ROOT / 'outputs' / 'real' / 'vtest'
 SCRIPTS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from starpose_ros.core.backends.onnxruntime_backend import SPINNING_ENV, OnnxRuntimeBackend
-from test.ros.node_harness import tiny_onnx_model
+from starpose_testing.node_harness import tiny_onnx_model
 
 
 def _entries(backend) -> set[str]:

@@ -15,9 +15,9 @@ from starpose_ros.core.backends.torch_backend import TorchBackend
 from starpose_ros.core.models import BUNDLED_MODEL
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import Detection, FrameInput
+from starpose_testing.paths import REPO_ROOT
 from starpose_training.metrics.pck import MeanPose, PCKAccumulator
 from starpose_training.posetrack import read_posetrack
-from test.conftest import REPO_ROOT
 
 FIXTURE = REPO_ROOT / 'test' / 'fixtures' / 'vtest_x4'
 MARGIN = 0.12  # PCK@0.2 above the mean pose; measured 0.22

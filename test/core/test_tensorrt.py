@@ -37,7 +37,7 @@ from starpose_ros.core.backends.tensorrt_onnx import (
     plan_buffers,
     profile_shapes,
 )
-from test.core.tensorrt_models import contract_like_model, graph_model
+from starpose_testing.tensorrt_models import contract_like_model, graph_model
 
 
 @pytest.fixture(scope='module')

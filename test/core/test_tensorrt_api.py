@@ -12,7 +12,7 @@ import importlib.util
 import sysconfig
 from pathlib import Path
 
-from test.conftest import REPO_ROOT
+from starpose_testing.paths import REPO_ROOT
 
 BACKENDS = REPO_ROOT / 'starpose_ros' / 'core' / 'backends'
 TENSORRT_MODULES = [BACKENDS / 'tensorrt_build.py', BACKENDS / 'tensorrt_runtime.py']

@@ -23,7 +23,7 @@ from starpose_ros.core.backends.tensorrt_engine import (
     write_engine,
 )
 from starpose_ros.core.backends.tensorrt_onnx import BatchProfile, EngineError, EngineMismatchError
-from test.core.tensorrt_models import DESKTOP, JETSON, ORIN_NX, contract_like_model
+from starpose_testing.tensorrt_models import DESKTOP, JETSON, ORIN_NX, contract_like_model
 
 # ---- cache keys, sidecars, decisions --------------------------------------------------------
 

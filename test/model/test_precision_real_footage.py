@@ -30,9 +30,9 @@ from starpose_ros.core.models import BUNDLED_MODEL
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import Detection, FrameInput
 from starpose_ros.replay_outputs import RecordingBackend
+from starpose_testing.paths import REPO_ROOT
 from starpose_training.metrics.pck import PCKAccumulator
 from starpose_training.posetrack import read_posetrack
-from test.conftest import REPO_ROOT
 
 FIXTURE = REPO_ROOT / 'test' / 'fixtures' / 'vtest_x4'
 # FP16 against FP32 on the real windows (measured: 2.0e-3, 1, 98.9 %, 0.0014).

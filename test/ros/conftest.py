@@ -4,7 +4,7 @@ Nodes of module-scoped fixtures exist before the test starts and are left to the
 """
 import pytest
 
-from test.ros.node_harness import NodeProcess
+from starpose_testing.node_harness import NodeProcess
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ import pytest
 import rclpy
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 
-from test.conftest import REPO_ROOT
-from test.ros.msg_samples import SAMPLE_BUILDERS
+from starpose_testing.msg_samples import SAMPLE_BUILDERS
+from starpose_testing.paths import REPO_ROOT
 
 pytestmark = pytest.mark.ros
 
@@ -23,7 +23,7 @@ def as_plain(value):
 
 
 def test_every_message_roundtrips_between_processes(rclpy_context):
-    publisher = subprocess.Popen([sys.executable, '-m', 'test.ros._msg_publisher', '20'], cwd=REPO_ROOT)
+    publisher = subprocess.Popen([sys.executable, '-m', 'starpose_testing._msg_publisher', '20'], cwd=REPO_ROOT)
     node = rclpy.create_node('starpose_msgs_subscriber', context=rclpy_context)
     executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
     executor.add_node(node)

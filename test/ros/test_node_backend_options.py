@@ -9,7 +9,7 @@ from starpose_ros.core.backends.tensorrt_engine import DEFAULT_CACHE_DIR
 from starpose_ros.core.models import backend_options
 from starpose_ros.node import StarPoseNode
 from starpose_ros.node_parameters import PARAMETERS, NodeSettings
-from test.conftest import REPO_ROOT
+from starpose_testing.paths import REPO_ROOT
 
 pytestmark = pytest.mark.ros
 

@@ -20,9 +20,9 @@ from sensor_msgs.msg import Image
 
 from starpose_msgs.msg import PersonPoseArray, TrackedDetection, TrackedDetectionArray
 from starpose_ros.core.models import BUNDLED_MODEL
+from starpose_testing.node_harness import NodeProcess, RosClient, node_in_process
+from starpose_testing.paths import REPO_ROOT
 from starpose_training.synthetic import ClipRenderer, JointStatus, make_config
-from test.conftest import REPO_ROOT
-from test.ros.node_harness import NodeProcess, RosClient, node_in_process
 
 pytestmark = pytest.mark.ros
 

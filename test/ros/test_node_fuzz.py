@@ -15,7 +15,7 @@ from lifecycle_msgs.msg import Transition
 from sensor_msgs.msg import CompressedImage, Image
 
 from starpose_msgs.msg import PersonPoseArray, TrackedDetection, TrackedDetectionArray
-from test.ros.node_harness import NodeProcess, RosClient, diagnostics_of, tiny_onnx_model
+from starpose_testing.node_harness import NodeProcess, RosClient, diagnostics_of, tiny_onnx_model
 
 pytestmark = pytest.mark.ros
 

@@ -20,7 +20,7 @@ from sensor_msgs.msg import Image
 from starpose_msgs.msg import TrackedDetection, TrackedDetectionArray
 from starpose_ros.core.types import FrameInput
 from starpose_ros.node import FASTDDS_PROFILE_HINT
-from test.ros.node_harness import NodeProcess, RosClient, node_in_process, tiny_onnx_model
+from starpose_testing.node_harness import NodeProcess, RosClient, node_in_process, tiny_onnx_model
 
 pytestmark = pytest.mark.ros
 

@@ -13,7 +13,7 @@ from rcl_interfaces.msg import ParameterType
 
 from starpose_ros.node import StarPoseNode
 from starpose_ros.node_parameters import PARAMETERS
-from test.conftest import REPO_ROOT
+from starpose_testing.paths import REPO_ROOT
 
 pytestmark = pytest.mark.ros
 

@@ -10,7 +10,7 @@ import pytest
 from lifecycle_msgs.msg import Transition
 from sensor_msgs.msg import Image
 
-from test.ros.node_harness import NodeProcess, RosClient, tiny_onnx_model
+from starpose_testing.node_harness import NodeProcess, RosClient, tiny_onnx_model
 
 pytestmark = pytest.mark.ros
 

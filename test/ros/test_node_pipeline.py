@@ -19,8 +19,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from starpose_msgs.msg import PersonPoseArray, SuperResolvedCropArray, TrackedDetection, TrackedDetectionArray
 from starpose_ros.node import BAD_INPUT_LOG_PERIOD_S
-from test.conftest import REPO_ROOT
-from test.ros.node_harness import NodeProcess, RosClient, diagnostics_of, tiny_onnx_model
+from starpose_testing.node_harness import NodeProcess, RosClient, diagnostics_of, tiny_onnx_model
+from starpose_testing.paths import REPO_ROOT
 
 pytestmark = pytest.mark.ros
 
@@ -74,7 +74,8 @@ class Session:
     def publish_clip(self, name: str, **options) -> dict:
         """Run the clip publisher in its own process; return what it sent."""
         out = self.log_dir / f'{name}.json'
-        command = [sys.executable, '-m', 'test.ros.node_clip_publisher', '--namespace', NAMESPACE, '--out', str(out)]
+        command = [sys.executable, '-m', 'starpose_testing.node_clip_publisher', '--namespace', NAMESPACE,
+                   '--out', str(out)]
         for key, value in options.items():
             flag = '--' + key.replace('_', '-')
             command += [flag] if value is True else [flag, str(value)]

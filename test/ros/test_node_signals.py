@@ -18,7 +18,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from starpose_msgs.msg import PersonPoseArray
-from test.ros.node_harness import NodeProcess, RosClient, tiny_onnx_model
+from starpose_testing.node_harness import NodeProcess, RosClient, tiny_onnx_model
 
 pytestmark = pytest.mark.ros
 

@@ -5,10 +5,10 @@ import torch
 
 from starpose_model import crops
 from starpose_model.keypoints import flip_permutation
+from starpose_testing.posetrack_fixtures import frame_image, make_video, write_dataset
 from starpose_training.augment import AugmentConfig, WindowAugmentation
 from starpose_training.dataset import PoseTrackWindows
 from starpose_training.degradation import default_blur_sigma, degrade, lr_size
-from test.training.posetrack_fixtures import frame_image, make_video, write_dataset
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from starpose_model.config import get_config
 from starpose_model.hrnet import build_pose_net
 from starpose_model.inference import StarPoseInference
 from starpose_model.star_pose import StarPoseSR
+from starpose_testing.posetrack_fixtures import make_video, write_dataset
 from starpose_training.dataset import PoseTrackWindows
 from starpose_training.evaluate import TABLE_COLUMNS, evaluate_model, main
-from test.training.posetrack_fixtures import make_video, write_dataset
 
 torch.set_num_threads(2)
 

@@ -9,10 +9,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from starpose_model.keypoints import OKS_SIGMAS
+from starpose_testing.posetrack_fixtures import make_video, write_dataset
 from starpose_training.metrics.image_quality import ImageQuality, psnr, ssim
 from starpose_training.metrics.oks import evaluate_oks
 from starpose_training.posetrack import read_posetrack
-from test.training.posetrack_fixtures import make_video, write_dataset
 
 
 def _predictions(gt_video: dict, seed: int) -> dict:

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from starpose_testing.posetrack_fixtures import make_video, write_dataset
 from starpose_training.posetrack import PoseTrackFormatError, check_frames_exist, read_posetrack
-from test.training.posetrack_fixtures import make_video, write_dataset
 
 
 def test_reads_per_video_directory_pt18(tmp_path):

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from starpose_testing.posetrack_fixtures import person_keypoints
 from starpose_training.metrics.poseval import (
     POSEVAL_JOINTS,
     EvaluationInputError,
@@ -12,7 +13,6 @@ from starpose_training.metrics.poseval import (
     voc_ap,
 )
 from starpose_training.posetrack import PoseTrackImage, PoseTrackPerson, PoseTrackVideo
-from test.training.posetrack_fixtures import person_keypoints
 
 HEAD_BOX = (0.0, 0.0, 6.0, 8.0)  # diagonal 10 -> head size 6 px -> PCKh@0.5 radius 3 px
 JOINT = {name: i for i, (name, _) in enumerate(POSEVAL_JOINTS)}

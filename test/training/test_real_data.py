@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from starpose_model import crops
+from starpose_testing.posetrack_fixtures import make_video, write_dataset
 from starpose_training.augment import AugmentConfig, sample_augmentation
 from starpose_training.dataset import PoseTrackWindows
 from starpose_training.degradation import camera_lr_crop, degrade
 from starpose_training.train import ConcatWindows, build_dataset, model_config
-from test.training.posetrack_fixtures import make_video, write_dataset
 
 
 def _dot_frame(x: int, y: int) -> np.ndarray:

@@ -18,9 +18,9 @@ import yaml
 
 from starpose_model.checkpoint import load_inference_model
 from starpose_model.hrnet import build_pose_net
+from starpose_testing.posetrack_fixtures import make_video, write_dataset
 from starpose_training import state, tasks, train, train_config
 from starpose_training.train_pose import save_pose_weights
-from test.training.posetrack_fixtures import make_video, write_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

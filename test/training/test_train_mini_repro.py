@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from starpose_ros.core.models import BUNDLED_MODEL as DEMO
+from starpose_testing.posetrack_fixtures import make_video, write_dataset
 from starpose_training.mini_repro import evaluate_checkpoints, results_table
-from test.training.posetrack_fixtures import make_video, write_dataset
 
 
 def test_evaluation_rows_baselines_and_table(tmp_path):

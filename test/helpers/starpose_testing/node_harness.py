@@ -20,7 +20,7 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
-from test.conftest import REPO_ROOT
+from starpose_testing.paths import REPO_ROOT
 
 
 def tiny_onnx_model(pytest_config) -> Path:

@@ -5,7 +5,7 @@ import time
 import rclpy
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 
-from test.ros.msg_samples import SAMPLE_BUILDERS
+from starpose_testing.msg_samples import SAMPLE_BUILDERS
 
 
 def main() -> None:
