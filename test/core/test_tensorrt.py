@@ -42,7 +42,7 @@ from starpose_testing.tensorrt_models import contract_like_model, graph_model
 
 @pytest.fixture(scope='module')
 def tiny_onnx(tiny_model_files):
-    """The core tests' real exported tiny StarPose model (random weights; test/core/conftest.py)."""
+    """The core tests' real exported tiny StarPose model (random weights; test/conftest.py)."""
     return tiny_model_files[0]
 
 
