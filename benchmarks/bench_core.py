@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 from harness import Case, Plan, Timed, compare, fmt_spread, machine, quick_plan, report
 
+from starpose_model.keypoints import NUM_KEYPOINTS
 from starpose_ros.core.backends.base import SR_HEIGHT, SR_WIDTH, InferenceBackend, InferenceOutput, ModelInfo
 from starpose_ros.core.image_codec import decode_image, encode_image
 from starpose_ros.core.pairing import StampPairer
@@ -47,7 +48,8 @@ class InstantBackend(InferenceBackend):
     def __init__(self, info: ModelInfo):
         self._info = info
         rng = np.random.default_rng(0)
-        self._keypoints = np.dstack([rng.uniform(20, 172, 17), rng.uniform(20, 236, 17), np.full(17, 0.9)])[0]
+        self._keypoints = np.dstack([rng.uniform(20, SR_WIDTH - 20, NUM_KEYPOINTS),
+                                     rng.uniform(20, SR_HEIGHT - 20, NUM_KEYPOINTS), np.full(NUM_KEYPOINTS, 0.9)])[0]
         self._sr = rng.integers(0, 256, (SR_HEIGHT, SR_WIDTH, 3), dtype=np.uint8)
 
     @property

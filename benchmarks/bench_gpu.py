@@ -82,6 +82,17 @@ def _backends(args, checkpoint: Path, onnx_cache: dict):
                 yield f'tensorrt {precision}', factory
 
 
+def _print_table(rows: list[dict], args: argparse.Namespace, device_name: str, threads: int) -> None:
+    print(f'\n{args.config} config on {device_name} (median over {args.rounds} interleaved rounds; '
+          f'{threads} CPU threads)')
+    print(f'{"LR":>7} {"backend":>13} {"batch":>5} {"ms/call":>9} {"ms/person":>10} {"paper ms":>9} {"ratio":>6}')
+    for row in rows:
+        paper = row['paper_ms_per_frame']
+        ratio = f'{row["ms_per_person_frame"] / paper:6.2f}' if paper and args.config == 'paper' else '     -'
+        print(f'{row["lr"]:>7} {row["backend"]:>13} {row["batch"]:>5} {row["ms_per_call"]:9.2f} '
+              f'{row["ms_per_person_frame"]:10.2f} {paper or 0:9.1f} {ratio}')
+
+
 def main(argv=None) -> int:
     """Measure, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -130,14 +141,7 @@ def main(argv=None) -> int:
                                  'paper_ms_per_frame': PAPER_MS.get((height, width))})
                     print(f'{label:>13} {lr:>7} batch {batch:>3}: {median:8.2f} ms/call '
                           f'{median / batch:8.2f} ms/person-frame', flush=True)
-    print(f'\n{args.config} config on {device_name} (median over {args.rounds} interleaved rounds; '
-          f'{threads} CPU threads)')
-    print(f'{"LR":>7} {"backend":>13} {"batch":>5} {"ms/call":>9} {"ms/person":>10} {"paper ms":>9} {"ratio":>6}')
-    for row in rows:
-        paper = row['paper_ms_per_frame']
-        ratio = f'{row["ms_per_person_frame"] / paper:6.2f}' if paper and args.config == 'paper' else '     -'
-        print(f'{row["lr"]:>7} {row["backend"]:>13} {row["batch"]:>5} {row["ms_per_call"]:9.2f} '
-              f'{row["ms_per_person_frame"]:10.2f} {paper or 0:9.1f} {ratio}')
+    _print_table(rows, args, device_name, threads)
     report(Path(args.out), {'benchmark': 'gpu', 'config': args.config, 'device': device_name,
                             'torch': torch.__version__, 'rounds': args.rounds, 'threads': threads, 'rows': rows,
                             'skipped': skipped}, load_before)

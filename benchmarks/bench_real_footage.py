@@ -36,6 +36,7 @@ from harness import Case, Plan, compare, fmt_spread
 
 from starpose_model import crops
 from starpose_model.inference import METHOD_TITLES
+from starpose_model.keypoints import NUM_KEYPOINTS
 from starpose_ros.core.backends.torch_backend import TorchBackend
 from starpose_ros.core.detector import HogPersonDetector
 from starpose_ros.core.drawing import draw_skeleton
@@ -193,7 +194,7 @@ def score(video, images, poses: dict, scale: int, detected: list[dict] | None) -
                 keypoints = keypoints.copy()
                 keypoints[:, :2] = to_full(keypoints[:, :2], scale)
                 out.append(PoseTrackPerson(id=i, image_id=image.id, track_id=i,
-                                           keypoints=np.hstack([keypoints[:, :2], np.ones((17, 1))]),
+                                           keypoints=np.hstack([keypoints[:, :2], np.ones((NUM_KEYPOINTS, 1))]),
                                            scores=keypoints[:, 2], score=float(np.mean(keypoints[5:, 2]))))
             pck.add(person.keypoints, None if keypoints is None else keypoints)
         predicted_people[image.id] = out
@@ -258,8 +259,7 @@ def save(out: Path, rows: list[dict], speed: dict, meta: dict, detected_share: d
     (out / 'results.md').write_text(markdown(rows, speed, meta))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run every (scale, boxes, method) and write results.{json,md} and filmstrip.png."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', type=Path, default=ROOT / 'starpose_ros/assets/starpose_small_real.pt')
     parser.add_argument('--labels', type=Path, default=ROOT / 'outputs/real/vtest')
@@ -273,7 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--max-frames', type=int, default=None)
     parser.add_argument('--out', type=Path, default=ROOT / 'outputs/bench_real')
     parser.add_argument('--no-speed', action='store_true', help='skip the ONNX Runtime throughput line')
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every (scale, boxes, method) and write results.{json,md} and filmstrip.png."""
+    args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     methods = list(args.methods)
     if 'teacher' in methods and not args.teacher_python.is_file():

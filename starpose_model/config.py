@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-HR_SIZE = (256, 192)  # (H, W) of the super-resolved crop and of the pose net's input
+from starpose_model.contract import HR_SIZE, TARGET_FRAMES, target_index
 
 ABLATIONS: dict[str, dict[str, object]] = {
     'no_temporal': {'window': 1},
@@ -68,7 +68,7 @@ class StarPoseConfig:
     @property
     def target_index(self) -> int:
         """Index in the window of the frame that is super-resolved."""
-        return self.window - 1 if self.target_frame == 'last' else self.window // 2
+        return target_index(self.window, self.target_frame)
 
     @property
     def token_grid(self) -> tuple[int, int, int]:
@@ -104,8 +104,8 @@ def _validate(cfg: StarPoseConfig) -> None:
     problems = []
     if cfg.scale not in (2, 4):
         problems.append(f'scale must be 2 or 4, got {cfg.scale}')
-    if cfg.target_frame not in ('last', 'center'):
-        problems.append(f"target_frame must be 'last' or 'center', got {cfg.target_frame!r}")
+    if cfg.target_frame not in TARGET_FRAMES:
+        problems.append(f'target_frame must be one of {TARGET_FRAMES}, got {cfg.target_frame!r}')
     if cfg.attention_kernel not in ('scleaky', 'relu'):
         problems.append(f"attention_kernel must be 'scleaky' or 'relu', got {cfg.attention_kernel!r}")
     if cfg.window < 1:

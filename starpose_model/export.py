@@ -17,8 +17,6 @@ FP32 graph it was derived from.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +25,9 @@ import numpy as np
 import onnx
 import torch
 
+from starpose_model.atomic import atomic_path
 from starpose_model.checkpoint import CheckpointError, load_inference_model
+from starpose_model.contract import model_metadata, onnx_metadata, set_onnx_metadata
 from starpose_model.heatmaps import HEATMAP_STRIDE, decode_argmax
 from starpose_model.inference import INPUT_NAMES, OUTPUT_NAMES, StarPoseInference
 from starpose_model.precision import DEFAULT_FP32_SCOPE_PATTERN, PRECISIONS, PrecisionError, quantize_int8, to_fp16
@@ -35,31 +35,15 @@ from starpose_model.precision import DEFAULT_FP32_SCOPE_PATTERN, PRECISIONS, Pre
 DEFAULT_OPSET = 18
 SUPPORTED_OPSETS = (17, 18)
 RELATIVE_TOLERANCE = 1e-4
-METADATA_PREFIX = 'starpose.'
 
 
 class ExportCheckError(AssertionError):
     """ONNX Runtime's outputs differ from PyTorch's beyond the tolerance."""
 
 
-def model_metadata(model: StarPoseInference) -> dict[str, str]:
-    """The `metadata_props` written into the ONNX file (all values are strings)."""
-    config = model.config
-    return {
-        'starpose.window': str(config.window),
-        'starpose.lr_height': str(config.lr_size[0]),
-        'starpose.lr_width': str(config.lr_size[1]),
-        'starpose.keypoint_layout': config.keypoint_layout,
-        'starpose.target_frame': config.target_frame,
-        'starpose.config': json.dumps(config.to_dict(), sort_keys=True),
-        'starpose.pose_only': str(model.pose_only).lower(),
-    }
-
-
 def read_metadata(onnx_path) -> dict[str, str]:
     """The `starpose.*` metadata of an exported file (without loading its weights)."""
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props if p.key.startswith(METADATA_PREFIX)}
+    return onnx_metadata(onnx.load(str(onnx_path), load_external_data=False))
 
 
 def example_input(model: StarPoseInference, batch: int, seed: int = 0) -> torch.Tensor:
@@ -86,9 +70,7 @@ def export_onnx(model: StarPoseInference, output, opset: int = DEFAULT_OPSET) ->
     if produced != opset:
         raise ValueError(f'the exporter could not produce opset {opset} for this model (it made {produced}); '
                          f'use --opset {produced}')
-    for key, value in model_metadata(model).items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_onnx_metadata(proto, model_metadata(model.config, model.pose_only))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(proto, str(output), save_as_external_data=False)
@@ -179,8 +161,7 @@ def random_model(config_name: str, pose_only: bool = False, seed: int = 0, **ove
     return StarPoseInference(sr_net, build_pose_net(config.pose_arch), config, pose_only=pose_only).eval()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point `starpose-export`."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='starpose-export', description=__doc__.split('\n\n')[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--checkpoint', type=Path, help='inference checkpoint (.pt from checkpoint.save_checkpoint)')
@@ -199,6 +180,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--calibration-data', type=Path, help='int8: .npy uint8 (N, T, h, w, 3) real LR windows')
     parser.add_argument('--fp32-scope', default=DEFAULT_FP32_SCOPE_PATTERN,
                         help='regex of module paths kept FP32 under fp16/int8 (default: the linear attention)')
+    return parser
+
+
+def _export(args: argparse.Namespace, output: Path) -> None:
+    """Load or build the model and write the requested graph to `output` (checking the FP32 one)."""
+    torch.set_num_threads(min(torch.get_num_threads(), 4))
+    if args.checkpoint is not None:
+        model = load_inference_model(args.checkpoint)
+    else:
+        model = random_model(args.config, pose_only=args.pose_only, seed=args.seed)
+    with tempfile.TemporaryDirectory(prefix='starpose-export-') as folder:
+        fp32_path = output if args.precision == 'fp32' else Path(folder) / 'fp32.onnx'
+        export_onnx(model, fp32_path, opset=args.opset)
+        if args.check:
+            for report in check_onnx(model, fp32_path):
+                print('check ok (fp32): ' + ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
+                                                      for k, v in report.items()))
+        if args.precision != 'fp32':
+            write_precision_graph(fp32_path, output, args.precision, args.calibration_data, args.fp32_scope)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point `starpose-export`."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.precision == 'int8' and args.calibration_data is None:
         parser.error('--precision int8 needs --calibration-data (uint8 LR windows, .npy)')
@@ -206,40 +211,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f'starpose-export: error: --output {args.output} is a folder; give the .onnx file to write',
               file=sys.stderr)
         return 1
+    exporting = False  # until the temporary beside the output exists, an OSError means "cannot write there"
     try:  # the output is written to a temporary beside it, then renamed: no half file, ever
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=args.output.parent, prefix=f'.{args.output.name}.', suffix='.tmp')
-        os.close(handle)
-    except OSError as error:  # checked before the model is loaded and exported
-        print(f'starpose-export: error: cannot write {args.output}: {error.strerror or error}', file=sys.stderr)
-        return 1
-    torch.set_num_threads(min(torch.get_num_threads(), 4))
-    try:
-        if args.checkpoint is not None:
-            model = load_inference_model(args.checkpoint)
-        else:
-            model = random_model(args.config, pose_only=args.pose_only, seed=args.seed)
-        with tempfile.TemporaryDirectory(prefix='starpose-export-') as folder:
-            fp32_path = Path(partial) if args.precision == 'fp32' else Path(folder) / 'fp32.onnx'
-            export_onnx(model, fp32_path, opset=args.opset)
-            if args.check:
-                for report in check_onnx(model, fp32_path):
-                    print('check ok (fp32): ' + ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
-                                                          for k, v in report.items()))
-            if args.precision != 'fp32':
-                write_precision_graph(fp32_path, Path(partial), args.precision, args.calibration_data,
-                                      args.fp32_scope)
-        os.replace(partial, args.output)
-        size = args.output.stat().st_size / 1e6
-        print(f'wrote {args.output} ({size:.1f} MB, opset {args.opset}, {args.precision})')
+        with atomic_path(args.output) as partial:
+            exporting = True
+            _export(args, partial)
     except (CheckpointError, ExportCheckError, ValueError, OSError) as error:
-        print(f'starpose-export: error: {error}', file=sys.stderr)
+        reason = error if exporting else f'cannot write {args.output}: {getattr(error, "strerror", None) or error}'
+        print(f'starpose-export: error: {reason}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f'starpose-export: interrupted; {args.output} was not written', file=sys.stderr)
         return 130
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    size = args.output.stat().st_size / 1e6
+    print(f'wrote {args.output} ({size:.1f} MB, opset {args.opset}, {args.precision})')
     return 0
 
 

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from starpose_model.blocks import BicubicUpsample
-from starpose_model.config import HR_SIZE, StarPoseConfig
+from starpose_model.config import StarPoseConfig
+from starpose_model.contract import HR_SIZE
 from starpose_model.heatmaps import HEATMAP_STRIDE, decode_argmax, flip_test
 from starpose_model.hrnet import imagenet_normalize
 from starpose_model.keypoints import KEYPOINT_NAMES

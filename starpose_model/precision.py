@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from starpose_model.contract import METADATA_PREFIX, set_onnx_metadata
+
 PRECISIONS = ('fp32', 'fp16', 'int8')
-PRECISION_KEY = 'starpose.precision'
-FP32_SCOPE_KEY = 'starpose.fp32_scope'
+PRECISION_KEY = METADATA_PREFIX + 'precision'
+FP32_SCOPE_KEY = METADATA_PREFIX + 'fp32_scope'
 # Module paths whose arithmetic stays FP32, e.g. "sr_net.layers.0.attention" and its ".kernel".
 DEFAULT_FP32_SCOPE_PATTERN = r'\.attention(\.kernel)?$'
 # Only the two networks are reduced; the graph's own pre/post-processing stays FP32.
@@ -81,15 +83,6 @@ def _require_named_fp32(model: onnx.ModelProto) -> None:
                              'starpose-export (it inlines them)')
 
 
-def _set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
-    kept = [p for p in model.metadata_props if p.key not in values]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    for key, value in values.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-
-
 def graph_precision(model: onnx.ModelProto) -> str:
     """The precision plan a file was made with (`starpose.precision`, FP32 when absent)."""
     return next((p.value for p in model.metadata_props if p.key == PRECISION_KEY), 'fp32')
@@ -136,7 +129,7 @@ def to_fp16(model: onnx.ModelProto, pattern: str = DEFAULT_FP32_SCOPE_PATTERN) -
     del converted.graph.value_info[:]  # the converter leaves stale FP16 entries; types are re-inferred
     _sort_topologically(converted.graph)
     _require_fp32_attention(converted, pattern)
-    _set_metadata(converted, {PRECISION_KEY: 'fp16', FP32_SCOPE_KEY: pattern})
+    set_onnx_metadata(converted, {PRECISION_KEY: 'fp16', FP32_SCOPE_KEY: pattern})
     return converted
 
 
@@ -207,5 +200,5 @@ def quantize_int8(model: onnx.ModelProto, windows: np.ndarray, pattern: str = DE
                         per_channel=True, nodes_to_exclude=keep, calibrate_method=CalibrationMethod.MinMax,
                         extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True, 'QuantizeBias': False})
         quantized = onnx.load(str(target))
-    _set_metadata(quantized, {PRECISION_KEY: 'int8', FP32_SCOPE_KEY: pattern})
+    set_onnx_metadata(quantized, {PRECISION_KEY: 'int8', FP32_SCOPE_KEY: pattern})
     return quantized

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from starpose_model.config import ABLATIONS, HR_SIZE, config_names, get_config
+from starpose_model.config import ABLATIONS, config_names, get_config
+from starpose_model.contract import HR_SIZE
 from starpose_model.hrnet import build_pose_net
 from starpose_model.star_pose import StarPoseSR
 
@@ -55,13 +56,17 @@ def _params(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
 
 
-def _count_macs(model: nn.Module, inputs: torch.Tensor) -> tuple[float, dict[str, float]]:
-    """Total GMACs and GMACs per module path (FlopCounterMode's hierarchy)."""
+def gmacs_per_module(module: nn.Module, *inputs: torch.Tensor) -> dict[str, float]:
+    """GMACs of one call per module path (FlopCounterMode's hierarchy; 'Global' is the whole call)."""
     counter = FlopCounterMode(display=False)
-    with counter:
-        model(inputs)
-    per_module = {name: sum(ops.values()) / 2e9 for name, ops in counter.get_flop_counts().items()}
-    return per_module.get('Global', 0.0), per_module
+    with counter, torch.inference_mode():
+        module(*inputs)
+    return {name: sum(ops.values()) / 2e9 for name, ops in counter.get_flop_counts().items()}
+
+
+def count_gmacs(module: nn.Module, *inputs: torch.Tensor) -> float:
+    """Multiply-accumulates (G) of one call, the convention of the paper's and HRNet's "GFLOPs"."""
+    return gmacs_per_module(module, *inputs).get('Global', 0.0)
 
 
 def _submodule_macs(per_module: dict[str, float], root: str, model: nn.Module, name: str) -> float:
@@ -79,7 +84,8 @@ def sr_report(config) -> dict:
     with torch.device('meta'):
         model = StarPoseSR(config).eval()
         frames = torch.rand(1, config.window, 3, *config.lr_size)
-    total_macs, per_module = _count_macs(model, frames)
+    per_module = gmacs_per_module(model, frames)
+    total_macs = per_module.get('Global', 0.0)
     root = type(model).__name__
     components = {}
     for label, names in SR_COMPONENTS.items():
@@ -101,7 +107,7 @@ def pose_report(arch: str) -> dict:
     with torch.device('meta'):
         model = build_pose_net(arch).eval()
         images = torch.rand(1, 3, *HR_SIZE)
-    hr_gmacs = _count_macs(model, images)[0]
+    hr_gmacs = count_gmacs(model, images)
     gmacs = {f'{h}x{w}': hr_gmacs * h * w / (HR_SIZE[0] * HR_SIZE[1]) for h, w in (HR_SIZE, (128, 96), (64, 48))}
     return {'arch': arch, 'params_m': _params(model) / 1e6, 'gmacs': gmacs}
 

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from starpose_model.atomic import atomic_path
+
 from .backends.base import BackendError
 from .backends.tensorrt_engine import file_sha256
 
@@ -98,16 +100,12 @@ def exported_onnx(checkpoint: Path, folder: Path | None = None) -> Path:
     target = folder / f'{checkpoint.stem}.{file_sha256(checkpoint)[:12]}.onnx'
     if target.is_file():
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f'.{target.name}.tmp{os.getpid()}'
     try:
-        export_onnx(load_inference_model(checkpoint), tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as partial:
+            export_onnx(load_inference_model(checkpoint), partial)
     except Exception as error:  # a checkpoint the exporter cannot handle: say so, offer the way around
         raise BackendError(f'cannot export {checkpoint} to ONNX ({type(error).__name__}: {error}); '
                            'backend torch runs the checkpoint without exporting') from error
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

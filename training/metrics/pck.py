@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from starpose_model import crops
+from starpose_model.keypoints import NUM_KEYPOINTS
 
-LIMB_JOINTS = tuple(range(5, 17))
+LIMB_JOINTS = tuple(range(5, NUM_KEYPOINTS))
 JOINT_GROUPS = {
     'shoulder': (5, 6), 'elbow': (7, 8), 'wrist': (9, 10),
     'hip': (11, 12), 'knee': (13, 14), 'ankle': (15, 16),
@@ -34,7 +35,7 @@ def joint_hits(reference: np.ndarray, predicted: np.ndarray | None, alpha: float
     size = torso_size(reference)
     if size is None:
         return None
-    hits = np.full(17, np.nan)
+    hits = np.full(NUM_KEYPOINTS, np.nan)
     present = reference[:, 2] > 0
     present[:5] = False
     if predicted is None:
@@ -50,8 +51,8 @@ class PCKAccumulator:
 
     def __init__(self, alpha: float = 0.2):
         self.alpha = alpha
-        self.hits = np.zeros(17)
-        self.counts = np.zeros(17)
+        self.hits = np.zeros(NUM_KEYPOINTS)
+        self.counts = np.zeros(NUM_KEYPOINTS)
         self.people = 0
         self.answered = 0
 
@@ -99,4 +100,4 @@ class MeanPose:
     def place(self, box) -> np.ndarray:
         """(17, 3) keypoints of the mean pose in `box` (score 1)."""
         center, size = crops.box_to_center_scale(box)
-        return np.hstack([self.mean * size + center, np.ones((17, 1))])
+        return np.hstack([self.mean * size + center, np.ones((NUM_KEYPOINTS, 1))])

@@ -7,14 +7,15 @@ tensor framework.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-SR_HEIGHT, SR_WIDTH = 256, 192
-NUM_KEYPOINTS = 17
-TARGET_FRAMES = ('last', 'center')
-KEYPOINT_LAYOUTS = ('coco', 'posetrack')
+from starpose_model.contract import HR_SIZE, KEYPOINT_LAYOUTS, TARGET_FRAMES, model_facts, target_index
+from starpose_model.keypoints import NUM_KEYPOINTS
+
+SR_HEIGHT, SR_WIDTH = HR_SIZE
 
 
 class BackendError(RuntimeError):
@@ -45,10 +46,20 @@ class ModelInfo:
         if self.target_frame not in TARGET_FRAMES:
             raise BackendError(f'unknown target_frame {self.target_frame!r}; expected one of {TARGET_FRAMES}')
 
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], source: str, input_shape: Sequence[object] = ()) -> ModelInfo:
+        """The facts in a file's `starpose.*` metadata (static `input_shape` dims fill in sizes), naming `source`."""
+        try:
+            return cls(**model_facts(metadata, input_shape))  # type: ignore[arg-type]
+        except KeyError as missing:
+            raise BackendError(f'{source}: model metadata lacks {missing.args[0]!r}') from None
+        except ValueError as error:
+            raise BackendError(f'{source}: bad model metadata ({error})') from None
+
     @property
     def target_index(self) -> int:
         """Index of the target frame inside a window (oldest first)."""
-        return self.window - 1 if self.target_frame == 'last' else self.window // 2
+        return target_index(self.window, self.target_frame)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:

@@ -8,7 +8,6 @@ import numpy as np
 
 from .base import BackendError, InferenceBackend, InferenceOutput, ModelInfo
 
-_METADATA_PREFIX = 'starpose.'
 _DEVICES = ('cpu', 'cuda', 'auto')
 SPINNING_ENV = 'STARPOSE_ORT_SPINNING'  # '1': let idle ONNX Runtime threads spin (node and replay)
 
@@ -20,7 +19,6 @@ def spinning_default() -> bool:
 
 def _model_info_from(session, path: Path) -> ModelInfo:
     """Read window / LR size / layout / target frame from metadata_props (input shape as fallback)."""
-    metadata = session.get_modelmeta().custom_metadata_map
     inputs = {i.name: i for i in session.get_inputs()}
     if 'lr_frames' not in inputs:
         raise BackendError(f'{path}: the model has no input named lr_frames (inputs: {sorted(inputs)})')
@@ -31,24 +29,7 @@ def _model_info_from(session, path: Path) -> ModelInfo:
     if missing:
         raise BackendError(f'{path}: the model lacks outputs {sorted(missing)} (outputs: {sorted(outputs)})')
     shape = inputs['lr_frames'].shape  # ['batch', T, h, w, 3]; dims may be names when dynamic
-
-    def field(key: str, shape_index: int | None, default=None):
-        value = metadata.get(_METADATA_PREFIX + key)
-        if value is None and shape_index is not None and isinstance(shape[shape_index], int):
-            value = shape[shape_index]
-        if value is None:
-            value = default
-        if value is None:
-            raise BackendError(f'{path}: metadata_props lacks {_METADATA_PREFIX + key} and the input shape '
-                               f'{shape} does not fix it')
-        return value
-
-    try:
-        info = ModelInfo(window=int(field('window', 1)), lr_height=int(field('lr_height', 2)),
-                         lr_width=int(field('lr_width', 3)), keypoint_layout=field('keypoint_layout', None, 'coco'),
-                         target_frame=field('target_frame', None, 'last'))
-    except ValueError as error:
-        raise BackendError(f'{path}: bad starpose metadata ({error})') from error
+    info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, str(path), shape)
     static = [(name, int(dim), expected) for name, dim, expected in
               zip(('window', 'lr_height', 'lr_width'), shape[1:4], info.input_shape[:3], strict=True)
               if isinstance(dim, int)]

@@ -21,12 +21,13 @@ from pathlib import Path
 import pycuda.driver as cuda
 import tensorrt as trt
 
+from starpose_model.atomic import atomic_write_bytes
+from starpose_model.contract import onnx_metadata
 from starpose_ros.core.backends.tensorrt_engine import (
     BuildEnvironment,
     BuildOptions,
     EngineChoice,
     after_failed_load,
-    atomic_write,
     choose_engine,
     engine_key,
     file_sha256,
@@ -36,13 +37,12 @@ from starpose_ros.core.backends.tensorrt_engine import (
     write_engine,
 )
 from starpose_ros.core.backends.tensorrt_onnx import (
-    BufferSpec,
     EngineError,
+    TensorSpec,
     UnsupportedOnnxError,
     check_onnx_for_tensorrt,
     check_tensorrt_version,
     model_info_from_metadata,
-    model_metadata,
     onnx_io_specs,
     plan_buffers,
     profile_shapes,
@@ -144,14 +144,14 @@ def _use_timing_cache(config: trt.IBuilderConfig, timing_file: Path) -> None:
 
 
 def build_serialized_engine(onnx_path, options: BuildOptions, cache_dir, env: BuildEnvironment
-                            ) -> tuple[bytes, list[BufferSpec], dict[str, str]]:
+                            ) -> tuple[bytes, list[TensorSpec], dict[str, str]]:
     """Build a strongly typed engine of the precision graph of `onnx_path`.
 
     Returns the plan bytes, the buffer plan and the model metadata (for the sidecar); reuses
     and updates the timing cache in `cache_dir`.
     """
     source = check_onnx_for_tensorrt(onnx_path)
-    metadata = model_metadata(source)
+    metadata = onnx_metadata(source)
     info = model_info_from_metadata(metadata, str(onnx_path))
     graph = precision_graph(onnx_path, options, cache_dir, info)
     specs = onnx_io_specs(source)
@@ -178,7 +178,7 @@ def build_serialized_engine(onnx_path, options: BuildOptions, cache_dir, env: Bu
         LOG.info('built %s engine in %.0f s', options.precision, time.perf_counter() - started)
         timing_cache = config.get_timing_cache()
         if timing_cache is not None:
-            atomic_write(timing_file, bytes(timing_cache.serialize()))
+            atomic_write_bytes(timing_file, bytes(timing_cache.serialize()))
     return bytes(serialized), plan_buffers(specs, options.profile.max), metadata
 
 

@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from starpose_model.contract import onnx_metadata
 from starpose_model.precision import DEFAULT_FP32_SCOPE_PATTERN, fp32_nodes, graph_precision
 from starpose_ros.core.backends.tensorrt_engine import (
     DEFAULT_CACHE_DIR,
@@ -29,7 +30,6 @@ from starpose_ros.core.backends.tensorrt_onnx import (
     TensorSpec,
     check_onnx_for_tensorrt,
     model_info_from_metadata,
-    model_metadata,
     onnx_io_specs,
     plan_buffers,
     profile_shapes,
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 def check_only(args: argparse.Namespace, options: BuildOptions) -> None:
     """Print what a build would use: operators, precision graph, buffers, the trtexec line."""
     model = check_onnx_for_tensorrt(args.onnx)
-    info = model_info_from_metadata(model_metadata(model), args.onnx)
+    info = model_info_from_metadata(onnx_metadata(model), args.onnx)
     specs = onnx_io_specs(model)
     graph = precision_graph(args.onnx, options, args.cache_dir, info)
     print(f'{args.onnx}: every operator is supported by TensorRT 10; model {info}')
@@ -96,7 +96,7 @@ def check_only(args: argparse.Namespace, options: BuildOptions) -> None:
               'LayerNormalization, pre/post-processing)')
     for buffer in plan_buffers(specs, options.profile.max):
         kind = 'input ' if buffer.is_input else 'output'
-        print(f'  {kind} {buffer.name}: {buffer.dtype.name} {buffer.max_shape} = {buffer.nbytes} bytes')
+        print(f'  {kind} {buffer.name}: {buffer.dtype.name} {buffer.shape} = {buffer.nbytes} bytes')
     engine = args.engine or f'{Path(args.onnx).with_suffix("")}.{options.precision}{ENGINE_SUFFIX}'
     command = trtexec_command(graph, engine, next(s for s in specs if s.is_input), options,
                               Path(args.cache_dir) / 'timing.cache')

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from starpose_model.atomic import atomic_write_bytes
 from starpose_model.precision import (
     DEFAULT_FP32_SCOPE_PATTERN,
     PRECISIONS,
@@ -31,9 +31,9 @@ from starpose_model.precision import (
 from starpose_ros.core.backends.base import ModelInfo
 from starpose_ros.core.backends.tensorrt_onnx import (
     BatchProfile,
-    BufferSpec,
     EngineError,
     EngineMismatchError,
+    TensorSpec,
     load_onnx,
 )
 
@@ -148,29 +148,16 @@ def sidecar_path(engine_path) -> Path:
     return Path(f'{engine_path}{SIDECAR_SUFFIX}')
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=path.name, suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(handle, 'wb') as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_engine(engine_path, engine_bytes: bytes, key: EngineKey, metadata: dict[str, str],
-                 buffers: list[BufferSpec] | None = None) -> Path:
+                 buffers: list[TensorSpec] | None = None) -> Path:
     """Write the engine and its sidecar atomically."""
     engine_path = Path(engine_path)
-    atomic_write(engine_path, bytes(engine_bytes))
+    atomic_write_bytes(engine_path, bytes(engine_bytes))
     sidecar = {**dataclasses.asdict(key), 'engine_sha256': hashlib.sha256(bytes(engine_bytes)).hexdigest(),
                'model_metadata': metadata, 'built_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-               'io': [{'name': b.name, 'dtype': b.dtype.name, 'max_shape': list(b.max_shape), 'input': b.is_input}
+               'io': [{'name': b.name, 'dtype': b.dtype.name, 'max_shape': list(b.shape), 'input': b.is_input}
                       for b in buffers or []]}
-    atomic_write(sidecar_path(engine_path), json.dumps(sidecar, indent=2).encode())
+    atomic_write_bytes(sidecar_path(engine_path), json.dumps(sidecar, indent=2).encode())
     return engine_path
 
 
@@ -329,7 +316,7 @@ def precision_graph(onnx_path, options: BuildOptions, cache_dir, model_info: Mod
             derived = to_fp16(model, options.fp32_scope_pattern)
         else:
             derived = quantize_int8(model, windows, options.fp32_scope_pattern, CALIBRATION_BATCH)
-        atomic_write(target, derived.SerializeToString())
+        atomic_write_bytes(target, derived.SerializeToString())
         onnx.checker.check_model(str(target))
     except Exception as error:  # the ONNX / ONNX Runtime tools raise their own types: one line with the reason
         target.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ metadata, the optimisation-profile shapes and the I/O buffer plan.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from starpose_ros.core.backends.base import BackendError, ModelInfo
 
 LOG = logging.getLogger(__name__)
 
-METADATA_PREFIX = 'starpose.'
 # TensorRT releases the engine code is written and type-checked for: 10.3 (JetPack 6.1/6.2) is the
 # oldest with every API used here and strongly typed ONNX parsing; 11.x removed only APIs not used.
 SUPPORTED_TENSORRT = ((10, 3), (12, 0))
@@ -193,23 +193,12 @@ def load_onnx(onnx_path) -> onnx.ModelProto:
         raise EngineError(f'{path}: not a readable ONNX model ({error})') from error
 
 
-def model_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    """The `starpose.*` metadata_props the exporter wrote (window, LR size, layout, ...)."""
-    return {p.key: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)}
-
-
 def model_info_from_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
-    """Build ModelInfo from `starpose.*` metadata, naming `source` if a key is missing."""
+    """`ModelInfo.from_metadata`, failing as an EngineError (the engine tools report those)."""
     try:
-        return ModelInfo(window=int(metadata['starpose.window']),
-                         lr_height=int(metadata['starpose.lr_height']),
-                         lr_width=int(metadata['starpose.lr_width']),
-                         keypoint_layout=metadata.get('starpose.keypoint_layout', 'coco'),
-                         target_frame=metadata.get('starpose.target_frame', 'last'))
-    except KeyError as missing:
-        raise EngineError(f'{source}: model metadata lacks {missing.args[0]!r}') from None
-    except ValueError as error:
-        raise EngineError(f'{source}: bad model metadata ({error})') from None
+        return ModelInfo.from_metadata(metadata, source)
+    except BackendError as error:
+        raise EngineError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,12 +207,19 @@ def model_info_from_metadata(metadata: dict[str, str], source: str) -> ModelInfo
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A network input or output: name, numpy dtype and shape with -1 for the batch axis."""
+    """A network input or output: name, numpy dtype and shape (-1 for the batch axis until a buffer fixes it)."""
 
     name: str
     dtype: np.dtype
     shape: tuple[int, ...]
     is_input: bool
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of a buffer of this shape (every axis fixed)."""
+        if any(size < 0 for size in self.shape):
+            raise EngineError(f'tensor {self.name!r} has no fixed shape: {self.shape}')
+        return int(np.prod(self.shape)) * self.dtype.itemsize
 
 
 @dataclass(frozen=True)
@@ -274,27 +270,12 @@ def profile_shapes(spec: TensorSpec, profile: BatchProfile) -> tuple[tuple[int, 
     return tuple((batch, *spec.shape[1:]) for batch in (profile.min, profile.opt, profile.max))
 
 
-@dataclass(frozen=True)
-class BufferSpec:
-    """A host/device buffer sized once for the largest batch."""
-
-    name: str
-    dtype: np.dtype
-    max_shape: tuple[int, ...]
-    is_input: bool
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the buffer at the maximum batch."""
-        return int(np.prod(self.max_shape)) * self.dtype.itemsize
-
-
-def plan_buffers(specs: list[TensorSpec], max_batch: int) -> list[BufferSpec]:
+def plan_buffers(specs: list[TensorSpec], max_batch: int) -> list[TensorSpec]:
     """Buffers for every network I/O tensor at `max_batch` (validates batch-only dynamism)."""
     if max_batch < 1:
         raise EngineError(f'max batch must be >= 1, got {max_batch}')
     plans = []
     for spec in specs:
         _check_batch_only_dynamic(spec)
-        plans.append(BufferSpec(spec.name, spec.dtype, (max_batch, *spec.shape[1:]), spec.is_input))
+        plans.append(dataclasses.replace(spec, shape=(max_batch, *spec.shape[1:])))
     return plans

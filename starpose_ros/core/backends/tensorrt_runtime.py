@@ -12,7 +12,7 @@ import pycuda.driver as cuda
 import tensorrt as trt
 
 from starpose_ros.core.backends.tensorrt_build import reported_as_engine_error
-from starpose_ros.core.backends.tensorrt_onnx import BufferSpec, EngineError, TensorSpec
+from starpose_ros.core.backends.tensorrt_onnx import EngineError, TensorSpec
 
 
 def shape_of(dims: trt.Dims) -> tuple[int, ...]:
@@ -38,7 +38,7 @@ def engine_max_batch(engine: trt.ICudaEngine, input_name: str) -> int:
 
 
 def context_buffers(context: trt.IExecutionContext, specs: list[TensorSpec], input_name: str,
-                    max_batch: int) -> list[BufferSpec]:
+                    max_batch: int) -> list[TensorSpec]:
     """Buffer sizes at `max_batch`, outputs from the context's shapes after `set_input_shape`."""
     shape = (max_batch, *next(s for s in specs if s.name == input_name).shape[1:])
     if not context.set_input_shape(input_name, shape):
@@ -48,7 +48,7 @@ def context_buffers(context: trt.IExecutionContext, specs: list[TensorSpec], inp
         resolved = shape if spec.is_input else shape_of(context.get_tensor_shape(spec.name))
         if any(size < 0 for size in resolved):
             raise EngineError(f'output {spec.name!r} has no fixed shape at batch {max_batch}: {resolved}')
-        buffers.append(BufferSpec(spec.name, spec.dtype, resolved, spec.is_input))
+        buffers.append(TensorSpec(spec.name, spec.dtype, resolved, spec.is_input))
     return buffers
 
 
@@ -71,7 +71,7 @@ class EngineRunner:
             self.buffers = context_buffers(context, self.specs, input_name, max_batch)
             self.stream = cuda.Stream()
             for buffer in self.buffers:
-                self.host[buffer.name] = cuda.pagelocked_empty(buffer.max_shape, buffer.dtype)
+                self.host[buffer.name] = cuda.pagelocked_empty(buffer.shape, buffer.dtype)
                 self.device[buffer.name] = cuda.mem_alloc(buffer.nbytes)
                 if not context.set_tensor_address(buffer.name, int(self.device[buffer.name])):
                     raise EngineError(f'TensorRT refused the address of tensor {buffer.name!r}')
