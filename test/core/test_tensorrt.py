@@ -14,6 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from starpose_model.contract import onnx_metadata
 from starpose_model.precision import graph_precision
 from starpose_ros.core.backends.base import ModelInfo
 from starpose_ros.core.backends.tensorrt_cli import main, trtexec_command
@@ -32,7 +33,6 @@ from starpose_ros.core.backends.tensorrt_onnx import (
     check_tensorrt_version,
     find_tensorrt_issues,
     model_info_from_metadata,
-    model_metadata,
     onnx_io_specs,
     plan_buffers,
     profile_shapes,
@@ -134,7 +134,7 @@ def test_profile_and_buffers_from_the_exported_model(tiny_model):
     assert buffers['lr_frames'].nbytes == 8 * 5 * 64 * 48 * 3
     assert buffers['sr_image'].nbytes == 8 * 256 * 192 * 3 and buffers['sr_image'].dtype == np.uint8
     assert buffers['keypoints'].nbytes == 8 * 17 * 3 * 4 and not buffers['keypoints'].is_input
-    info = model_info_from_metadata(model_metadata(tiny_model), 'tiny.onnx')
+    info = model_info_from_metadata(onnx_metadata(tiny_model), 'tiny.onnx')
     assert info == ModelInfo(window=5, lr_height=64, lr_width=48, keypoint_layout=info.keypoint_layout,
                              target_frame='last')
 
@@ -204,7 +204,7 @@ def test_calibration_windows_are_checked(tmp_path):
 
 
 def test_precision_graph_is_derived_once_and_keyed(tiny_onnx, tiny_model, tmp_path):
-    info = model_info_from_metadata(model_metadata(tiny_model), 'tiny')
+    info = model_info_from_metadata(onnx_metadata(tiny_model), 'tiny')
     assert precision_graph(tiny_onnx, BuildOptions('fp32'), tmp_path, info) == tiny_onnx
     fp16 = precision_graph(tiny_onnx, BuildOptions('fp16'), tmp_path, info)
     assert fp16.parent == tmp_path and graph_precision(onnx.load(str(fp16))) == 'fp16'
@@ -221,7 +221,7 @@ def test_precision_graph_is_derived_once_and_keyed(tiny_onnx, tiny_model, tmp_pa
 
 
 def test_int8_graph_follows_its_calibration_data(tiny_onnx, tiny_model, tmp_path):
-    info = model_info_from_metadata(model_metadata(tiny_model), 'tiny')
+    info = model_info_from_metadata(onnx_metadata(tiny_model), 'tiny')
     rng = np.random.default_rng(0)
     graphs = []
     for name in ('a.npy', 'b.npy'):
@@ -323,7 +323,7 @@ def test_reduced_precision_engine_matches_its_graph_in_onnx_runtime(trt_stack, t
     with TensorRTBackend(tiny_onnx, cache_dir=tmp_path, precision=precision, max_batch=4,
                          calibration_data=calibration) as backend:
         output = backend.infer(frames)
-    info = model_info_from_metadata(model_metadata(tiny_model), 'tiny')
+    info = model_info_from_metadata(onnx_metadata(tiny_model), 'tiny')
     graph = precision_graph(tiny_onnx, BuildOptions(precision, calibration_data=calibration), tmp_path, info)
     expected = ort.InferenceSession(str(graph), providers=['CPUExecutionProvider']).run(
         ['sr_image'], {'lr_frames': frames})[0]
