@@ -286,8 +286,8 @@ def test_a_replay_keeps_no_sr_crops_in_memory(clips, onnx_model, tmp_path, monke
     """What accuracy needs per person is 17 keypoints; the SR crops (150 kB each) go to the outputs only."""
     from starpose_ros import bag_eval
 
-    runs, make_run = [], bag_eval._Run
-    monkeypatch.setattr(bag_eval, '_Run', lambda: runs.append(make_run()) or runs[-1])
+    runs, make_run = [], bag_eval.ReplayRun
+    monkeypatch.setattr(bag_eval, 'ReplayRun', lambda: runs.append(make_run()) or runs[-1])
     report = evaluate_bag(_options(clips['bags']['mcap'], onnx_model, tmp_path, gt_json=clips['gt'], video=False))
     (run,) = runs
     kept = [array for poses in run.poses.values() for _, array, _ in poses]
