@@ -1,4 +1,4 @@
-"""Reading a recorded bag for the replay: rosbags' AnyReader, read errors as one BagEvalError.
+"""Reading a recorded bag for the replay: `bagio.BagReader`, read errors as one BagEvalError.
 
 Reads rosbag2 directories (sqlite3 or mcap) and bare `.mcap` files without a ROS install; bags
 whose vision_msgs detections carry no definitions get the 4.x ones registered here.
@@ -6,7 +6,6 @@ whose vision_msgs detections carry no definitions get the 4.x ones registered he
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -46,29 +45,15 @@ def eval_typestore():
     return typestore
 
 
-class BagSource:
-    """A rosbag2 directory or `.mcap`/`.db3` file opened with rosbags' AnyReader."""
+class BagSource(bagio.BagReader):
+    """The replay's bag: bagio's reader with the vision_msgs 4.x types, its errors as BagEvalError."""
 
     def __init__(self, path, typestore=None):
-        from rosbags.highlevel import AnyReader, AnyReaderError
-
-        self.path = Path(path)
-        if not self.path.exists():
-            raise BagEvalError(f'bag not found: {self.path}')
-        if self.path.is_dir() and not (self.path / 'metadata.yaml').is_file():
-            raise BagEvalError(f'{self.path} is not a rosbag2 directory (no metadata.yaml)')
-        self.typestore = typestore or eval_typestore()
+        typestore = typestore or eval_typestore()
         try:
-            self.reader = AnyReader([self.path], default_typestore=self.typestore)
-            self.reader.open()
-        except (AnyReaderError, FileNotFoundError) as error:
-            raise BagEvalError(f'cannot open bag {self.path}: {error}') from error
-        except Exception as error:  # storage plugins raise their own types on truncated/corrupt files
-            raise BagEvalError(f'cannot open bag {self.path} (truncated or corrupt?): {error}') from error
-        self.topics = {c.topic: c.msgtype for c in self.reader.connections}
-        self.counts = {}
-        for connection in self.reader.connections:
-            self.counts[connection.topic] = self.counts.get(connection.topic, 0) + connection.msgcount
+            super().__init__(path, typestore)
+        except bagio.BagIOError as error:
+            raise BagEvalError(str(error)) from error
 
     def image_rate(self, topic: str) -> float:
         """Messages per second of a topic over the bag's duration (1..120; 25 when it cannot be told)."""
@@ -85,25 +70,9 @@ class BagSource:
             raise BagEvalError(f'{self.path}: {what} topic {topic} carries {msgtype}; expected one of {list(allowed)}')
         return msgtype
 
-    def messages(self, topics: list[str]) -> Iterator[tuple[str, str, int, object]]:
+    def messages(self, topics: list[str]) -> Iterator[bagio.BagMessage]:
         """(topic, type, bag time, message) in bag-time order; read errors become BagEvalError."""
-        connections = [c for c in self.reader.connections if c.topic in topics]
-        count = 0
         try:
-            for connection, timestamp, raw in self.reader.messages(connections=connections):
-                try:
-                    msg = self.reader.deserialize(raw, connection.msgtype)
-                except Exception as error:
-                    raise BagEvalError(f'{self.path}: cannot decode message {count} on {connection.topic} '
-                                       f'({connection.msgtype}): {error}') from error
-                count += 1
-                yield connection.topic, connection.msgtype, timestamp, msg
-        except BagEvalError:
-            raise
-        except Exception as error:  # truncated chunks, bad sqlite pages, ...
-            raise BagEvalError(f'{self.path}: reading failed after {count} message(s) on {topics} '
-                               f'(truncated or corrupt bag?): {error}') from error
-
-    def close(self) -> None:
-        """Close the reader."""
-        self.reader.close()
+            yield from super().messages(topics)
+        except bagio.BagIOError as error:
+            raise BagEvalError(str(error)) from error

@@ -1,4 +1,4 @@
-"""rosbag2 files without ROS: typestore with starpose_msgs, message builders, a writer and readers.
+"""rosbag2 files without ROS: typestore with starpose_msgs, message builders, a writer and a reader.
 
 Built on the `rosbags` library, so bags can be written and read where rclpy and rosbag2_py are
 absent (training machines, CI). Bags written here embed their message definitions, so
@@ -19,8 +19,8 @@ import os
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -199,8 +199,7 @@ def add_chunk_crcs(mcap_file: Path) -> int:
     return written
 
 
-@dataclass
-class BagMessage:
+class BagMessage(NamedTuple):
     """One deserialised message with its topic, type and bag receive time."""
 
     topic: str
@@ -209,20 +208,67 @@ class BagMessage:
     msg: object
 
 
-def _open_reader(path: str | Path, typestore: Typestore | None) -> AnyReader:
-    path = Path(path)
-    if not (path / 'metadata.yaml').is_file():
-        raise BagIOError(f'{path} is not a rosbag2 directory (no metadata.yaml)')
-    return AnyReader([path], default_typestore=typestore or starpose_typestore())
+class BagReader:
+    """A rosbag2 directory or a bare `.mcap`/`.db3` file opened with rosbags' AnyReader.
+
+    The one reading path of the bag tools (the replay's `BagSource` builds on it). A bag that
+    cannot be opened, a truncated or corrupt one and an undecodable message raise BagIOError
+    naming the bag and, where known, the message.
+    """
+
+    def __init__(self, path: str | Path, typestore: Typestore | None = None):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagIOError(f'bag not found: {self.path}')
+        if self.path.is_dir() and not (self.path / 'metadata.yaml').is_file():
+            raise BagIOError(f'{self.path} is not a rosbag2 directory (no metadata.yaml)')
+        self.typestore = typestore or starpose_typestore()
+        try:
+            self.reader = AnyReader([self.path], default_typestore=self.typestore)
+            self.reader.open()
+        except (AnyReaderError, FileNotFoundError) as error:
+            raise BagIOError(f'cannot open bag {self.path}: {error}') from error
+        except Exception as error:  # storage plugins raise their own types on truncated/corrupt files
+            raise BagIOError(f'cannot open bag {self.path} (truncated or corrupt?): {error}') from error
+        self.topics = {c.topic: c.msgtype for c in self.reader.connections}
+        self.counts: dict[str, int] = {}
+        for connection in self.reader.connections:
+            self.counts[connection.topic] = self.counts.get(connection.topic, 0) + connection.msgcount
+
+    def messages(self, topics: Sequence[str] | None = None) -> Iterator[BagMessage]:
+        """Messages of `topics` (all when None) in bag-time order, across topics."""
+        connections = [c for c in self.reader.connections if topics is None or c.topic in topics]
+        count = 0
+        try:
+            for connection, timestamp, raw in self.reader.messages(connections=connections):
+                try:
+                    msg = self.reader.deserialize(raw, connection.msgtype)
+                except Exception as error:
+                    raise BagIOError(f'{self.path}: cannot decode message {count} on {connection.topic} '
+                                     f'({connection.msgtype}): {error}') from error
+                count += 1
+                yield BagMessage(connection.topic, connection.msgtype, timestamp, msg)
+        except BagIOError:
+            raise
+        except Exception as error:  # truncated chunks, bad sqlite pages, ...
+            raise BagIOError(f'{self.path}: reading failed after {count} message(s) on {topics} '
+                             f'(truncated or corrupt bag?): {error}') from error
+
+    def close(self) -> None:
+        """Close the reader."""
+        self.reader.close()
+
+    def __enter__(self) -> BagReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def bag_topics(path: str | Path, typestore: Typestore | None = None) -> dict[str, str]:
     """Topic -> message type of every connection in the bag."""
-    try:
-        with _open_reader(path, typestore) as reader:
-            return {c.topic: c.msgtype for c in reader.connections}
-    except AnyReaderError as err:
-        raise BagIOError(f'cannot read bag {path}: {err}') from err
+    with BagReader(path, typestore) as bag:
+        return dict(bag.topics)
 
 
 def read_messages(path: str | Path, topics: Sequence[str] | None = None,
@@ -232,17 +278,8 @@ def read_messages(path: str | Path, topics: Sequence[str] | None = None,
     A generator: a missing bag or topic raises `BagIOError` (listing the bag's topics) when
     iteration starts.
     """
-    try:
-        with _open_reader(path, typestore) as reader:
-            connections = reader.connections
-            if topics is not None:
-                missing = sorted(set(topics) - {c.topic for c in connections})
-                if missing:
-                    available = sorted({c.topic for c in connections})
-                    raise BagIOError(f'bag {path} has no topic(s) {missing}; it has {available}')
-                connections = [c for c in connections if c.topic in set(topics)]
-            for connection, timestamp, raw in reader.messages(connections=connections):
-                yield BagMessage(connection.topic, connection.msgtype, timestamp,
-                                 reader.deserialize(raw, connection.msgtype))
-    except AnyReaderError as err:
-        raise BagIOError(f'cannot read bag {path}: {err}') from err
+    with BagReader(path, typestore) as bag:
+        missing = sorted(set(topics or ()) - set(bag.topics))
+        if missing:
+            raise BagIOError(f'bag {path} has no topic(s) {missing}; it has {sorted(bag.topics)}')
+        yield from bag.messages(topics)
