@@ -4,7 +4,9 @@ launch / launch_ros are not installable here, so the launch file is checked by p
 Python, the installed executable, files that exist, and only parameters the node declares.
 """
 import ast
+import dataclasses
 import importlib.metadata
+import json
 import math
 
 import pytest
@@ -12,7 +14,7 @@ import yaml
 from rcl_interfaces.msg import ParameterType
 
 from starpose_ros.node import StarPoseNode
-from starpose_ros.node_parameters import PARAMETERS
+from starpose_ros.node_parameters import PARAMETERS, NodeSettings
 from starpose_testing.paths import REPO_ROOT
 
 pytestmark = pytest.mark.ros
@@ -20,6 +22,7 @@ pytestmark = pytest.mark.ros
 LAUNCH_FILE = REPO_ROOT / 'launch' / 'pose.launch.py'
 PARAMS_FILE = REPO_ROOT / 'config' / 'starpose.yaml'
 RVIZ_FILE = REPO_ROOT / 'config' / 'starpose.rviz'
+DOCS_FILE = REPO_ROOT / 'docs' / 'node.md'
 
 
 def _launch_constants() -> dict:
@@ -80,7 +83,25 @@ def test_params_file_documents_exactly_the_declared_parameters(rclpy_context):
     for name, value in values.items():
         default = PARAMETERS[name].default
         assert type(value) is type(default), f'{name}: YAML {value!r} vs declared default {default!r}'
+        assert value == default, f'{name}: YAML {value!r} vs declared default {default!r}'
         assert _has_comment(PARAMS_FILE.read_text().splitlines(), name), f'{name} is not documented'
+
+
+def test_docs_table_is_the_declared_parameters():
+    """docs/node.md's table is generated from PARAMETERS: a renamed, added or re-defaulted parameter fails here."""
+    expected = _parameter_table()
+    assert expected in DOCS_FILE.read_text(), f'docs/node.md: replace the parameter table with\n{expected}'
+    assert [f.name for f in dataclasses.fields(NodeSettings)] == list(PARAMETERS)  # read at configure, in order
+
+
+def _parameter_table() -> str:
+    rows = ['| parameter | default | values | description |', '| --- | --- | --- | --- |']
+    for name, param in PARAMETERS.items():
+        limits = param.int_range or param.float_range
+        allowed = ', '.join(param.choices) if param.choices else f'{limits[0]}..{limits[1]}' if limits else ''
+        note = ' (read-only)' if param.read_only else ''
+        rows.append(f'| `{name}` | `{json.dumps(param.default)}` | {allowed} | {param.description}{note} |')
+    return '\n'.join(rows) + '\n'
 
 
 def _has_comment(lines: list[str], name: str) -> bool:
@@ -171,8 +192,6 @@ def test_bad_start_up_values_fail_configure_not_the_process(rclpy_context):
 
 def test_filters_that_keep_nobody_fail_configure(rclpy_context):
     from rclpy.parameter import Parameter
-
-    from starpose_ros.node_parameters import NodeSettings
 
     node = StarPoseNode(context=rclpy_context)
     try:
