@@ -107,7 +107,8 @@ def replay(run: ReplayRun, source: BagSource, options: EvalOptions, image_type: 
     """Replay the images, write the report and return it; BagEvalError after the report when the replay stopped."""
     detections, detection_type = topic_detections
     info = pipeline.info
-    filmstrip = FilmstripSampler((info.lr_height, info.lr_width), info.keypoint_layout)
+    filmstrip = FilmstripSampler((info.lr_height, info.lr_width), info.keypoint_layout,
+                                 pipeline.config.min_keypoint_score)
     outputs = Outputs(output, source.typestore, fps=source.image_rate(options.image_topic), write_video=options.video,
                       bag_images=options.bag_images)
     used_stamps: set[int] = set()

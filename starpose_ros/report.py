@@ -37,8 +37,9 @@ class FilmstripSampler:
     dropped and the sampling stride doubles.
     """
 
-    def __init__(self, lr_size: tuple[int, int], layout: str, tracks: int = 3, per_track: int = 6):
-        self.lr_size, self.layout = lr_size, layout
+    def __init__(self, lr_size: tuple[int, int], layout: str, min_keypoint_score: float, tracks: int = 3,
+                 per_track: int = 6):
+        self.lr_size, self.layout, self.min_keypoint_score = lr_size, layout, min_keypoint_score
         self.tracks, self.per_track = tracks, per_track
         self.samples: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}
         self._stride: dict[str, int] = {}
@@ -57,7 +58,7 @@ class FilmstripSampler:
             return
         # the person's HR-crop affine scaled down to the LR size: the region the model was given
         lr_crop = warp_crop(image_rgb, person.image_to_crop * (self.lr_size[0] / SR_HEIGHT), self.lr_size)
-        pose = drawing.sr_mosaic([person], self.layout, columns=1)
+        pose = drawing.sr_mosaic([person], self.layout, 1, self.min_keypoint_score)
         self.samples[track].append((frame_index, lr_crop, pose))
         if len(self.samples[track]) >= self.per_track:
             self.samples[track] = self.samples[track][::2]

@@ -21,15 +21,15 @@ def track_color(track_id: str) -> tuple[int, int, int]:
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
-def draw_skeleton(canvas: np.ndarray, keypoints: np.ndarray, layout: str, color, score_threshold: float,
-                   thickness: int) -> None:
-    """Draw the edges and joints whose scores pass the threshold, in place.
+def draw_skeleton(canvas: np.ndarray, keypoints: np.ndarray, layout: str, color, min_keypoint_score: float,
+                  thickness: int) -> None:
+    """Draw the edges and joints scoring at least `min_keypoint_score`, in place.
 
     Plain 8-connected lines (no anti-aliasing): three times cheaper, and drawing is paid per person
     per frame.
     """
     finite = np.isfinite(keypoints).all(axis=1)
-    visible = (finite & (keypoints[:, 2] >= score_threshold)).tolist()
+    visible = (finite & (keypoints[:, 2] >= min_keypoint_score)).tolist()
     points = [tuple(p) for p in np.rint(np.where(finite[:, None], keypoints[:, :2], 0.0)).astype(np.int32).tolist()]
     for a, b in SKELETON_EDGES[layout]:
         if visible[a] and visible[b]:
@@ -44,7 +44,7 @@ def _label(canvas: np.ndarray, text: str, origin: tuple[int, int], color, scale:
 
 
 def draw_overlay(image_rgb: np.ndarray, persons: list[PersonResult], layout: str,
-                 score_threshold: float = 0.3) -> np.ndarray:
+                 min_keypoint_score: float) -> np.ndarray:
     """A copy of the image with each person's box, track id and skeleton."""
     canvas = image_rgb.copy()
     thickness = max(1, round(min(canvas.shape[:2]) / 540))
@@ -53,12 +53,11 @@ def draw_overlay(image_rgb: np.ndarray, persons: list[PersonResult], layout: str
         x, y, w, h = (int(round(v)) for v in person.box_xywh)
         cv2.rectangle(canvas, (x, y), (x + w, y + h), color, thickness)
         _label(canvas, person.track_id, (x, max(12, y - 4)), color, 0.4 * thickness + 0.1)
-        draw_skeleton(canvas, person.keypoints, layout, color, score_threshold, thickness)
+        draw_skeleton(canvas, person.keypoints, layout, color, min_keypoint_score, thickness)
     return canvas
 
 
-def sr_mosaic(persons: list[PersonResult], layout: str, columns: int = 4,
-              score_threshold: float = 0.3) -> np.ndarray:
+def sr_mosaic(persons: list[PersonResult], layout: str, columns: int, min_keypoint_score: float) -> np.ndarray:
     """A grid of the persons' SR crops (256x192 each), with ids and skeletons in crop pixels.
 
     With no persons it is one black tile, so a mosaic topic keeps publishing.
@@ -72,6 +71,6 @@ def sr_mosaic(persons: list[PersonResult], layout: str, columns: int = 4,
         tile = mosaic[top:top + SR_HEIGHT, left:left + SR_WIDTH]
         tile[:] = person.sr_crop
         color = track_color(person.track_id)
-        draw_skeleton(tile, person.crop_keypoints, layout, color, score_threshold, 1)
+        draw_skeleton(tile, person.crop_keypoints, layout, color, min_keypoint_score, 1)
         _label(tile, person.track_id, (4, 16), color)
     return mosaic

@@ -53,7 +53,7 @@ def test_overlay_draws_boxes_and_confident_joints_in_the_track_colour():
     keypoints[:, 0], keypoints[:, 1] = 60.0, np.linspace(40, 120, 17)
     keypoints[:, 2] = 0.9
     keypoints[16] = (150.0, 190.0, 0.1)  # below the threshold: not drawn
-    overlay = draw_overlay(image, [_person('7', keypoints)], 'coco', score_threshold=0.3)
+    overlay = draw_overlay(image, [_person('7', keypoints)], 'coco', min_keypoint_score=0.3)
     assert image.max() == 0  # the input is untouched
     color = np.array(track_color('7'))
     assert (overlay[40, 60] == color).all() and (overlay[30, 40] == color).all()  # a joint, the box corner
@@ -63,16 +63,16 @@ def test_overlay_draws_boxes_and_confident_joints_in_the_track_colour():
 
 def test_mosaic_tiles_every_person():
     keypoints = np.zeros((17, 3), np.float32)
-    mosaic = sr_mosaic([_person(str(i), keypoints) for i in range(5)], 'posetrack', columns=4)
+    mosaic = sr_mosaic([_person(str(i), keypoints) for i in range(5)], 'posetrack', columns=4, min_keypoint_score=0.3)
     assert mosaic.shape == (512, 768, 3)
     assert mosaic[300, 100].tolist() == [60, 60, 60] and mosaic[300, 700].max() == 0  # 5th tile, empty 8th
-    assert sr_mosaic([], 'coco').shape == (256, 192, 3)
+    assert sr_mosaic([], 'coco', 4, 0.3).shape == (256, 192, 3)
 
 
 def test_mosaic_draws_the_crop_keypoints_on_the_sr_crop():
     person = _person('7', np.zeros((17, 3), np.float32))  # image keypoints at (0, 0), not drawn
     person.crop_keypoints = np.tile(np.float32([100.0, 50.0, 0.9]), (17, 1))
-    mosaic = sr_mosaic([person], 'coco')
+    mosaic = sr_mosaic([person], 'coco', 1, 0.3)
     assert (mosaic[50, 100] == track_color('7')).all() and mosaic[0, 0].tolist() == [60, 60, 60]
 
 
