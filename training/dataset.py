@@ -1,5 +1,7 @@
 """PoseTrack windows as training samples (the "Training sample" contract of docs/architecture.md).
 
+`build_dataset` makes the training set a config's `data` section names (one set or several).
+
 One sample per annotated person (at least one visible joint and a box) in each labeled frame.
 Its window holds T frames around (``center``) or ending at (``last``) that frame, edge frames
 repeated. Every frame is cropped with the *target* frame's box and one augmentation draw, so the
@@ -17,14 +19,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from starpose_model import crops
+from starpose_model.config import StarPoseConfig
 from starpose_model.heatmaps import HEATMAP_SIZE, SIGMA, generate_targets
 from starpose_model.keypoints import POSETRACK_UNANNOTATED, flip_permutation
 from starpose_training.augment import AugmentConfig, WindowAugmentation, sample_augmentation
 from starpose_training.degradation import HR_SIZE, camera_lr_crop, degrade
 from starpose_training.posetrack import PoseTrackPerson, PoseTrackVideo, check_frames_exist, read_posetrack
+from starpose_training.train_config import DataSection, DataSource
 
 LAYOUT = 'posetrack'
 
@@ -176,3 +180,52 @@ class PoseTrackWindows(Dataset):
             'box_xywh': torch.from_numpy(person.bbox_xywh.astype(np.float32)),
             'index': index,
         }
+
+
+class ConcatWindows(ConcatDataset):
+    """Several window datasets as one (`data.sources`), each repeated `repeat` times, one epoch stream."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of an epoch in every part."""
+        for part in self.datasets:
+            part.set_epoch(epoch)
+
+
+def build_dataset(data: DataSection, split: str, mcfg: StarPoseConfig, window: int, seed: int = 0,
+                  augment: bool | AugmentConfig | None = None) -> Dataset:
+    """PoseTrack windows of `split` (`data.<split>`: an annotation dir or JSON under `data.root`).
+
+    `mcfg` sets the target frame and scale. Frame files are `data.root /
+    file_name`, as PoseTrack's JSON names them. With `data.sources` the parts are concatenated,
+    real footage repeated to weigh more than synthetic (each copy differently augmented).
+    Training splits use `augment` (None: `data.augment`; true = the paper's augmentation).
+    """
+    setting = data.augment if augment is None else augment
+    augmentation = None
+    if split == 'train' and setting:
+        augmentation = setting if isinstance(setting, AugmentConfig) else AugmentConfig()
+    parts = []
+    for source in _sources(data, split):
+        for _ in range(source.repeat):  # each copy its own seed, so repeats are differently augmented
+            parts.append(PoseTrackWindows(_split_path(source, split), source.root, window=window,
+                                          target_frame=mcfg.target_frame, scale=mcfg.scale, augment=augmentation,
+                                          seed=seed + len(parts), blur_sigma=data.blur_sigma,
+                                          cache_frames=data.cache_frames))
+    return parts[0] if len(parts) == 1 else ConcatWindows(parts)
+
+
+def _sources(data: DataSection, split: str) -> list[DataSource]:
+    """The `data.sources` entries that have `split`, or `data.root` / `data.train` as the one source."""
+    if data.sources is None:
+        return [DataSource(data.root, data.train)]
+    picked = [source for source in data.sources if getattr(source, split)]
+    if not picked:
+        raise ValueError(f'training config: no entry of data.sources has a {split!r} split')
+    return picked
+
+
+def _split_path(source: DataSource, split: str) -> Path:
+    if not getattr(source, split):
+        raise ValueError(f'training config: data.{split} is missing')
+    path = Path(getattr(source, split))
+    return path if path.is_absolute() else Path(source.root) / path

@@ -1,9 +1,9 @@
-"""A run's state on disk and its boundaries: atomic checkpoints, RNG states, resume checks, stop signals.
+"""A run's state on disk and its boundaries: the state save/load pair, atomic writes, RNG states, stop signals.
 
 Exact resume needs three things besides the weights: the RNG states of every rank, the data
-position, and the same settings (`check_resumable` refuses a state saved with other ones). A
-checkpoint is written to a temporary and renamed, so a crash or a full disk never leaves a
-truncated state; a stop signal saves one at the next step boundary.
+position, and the same settings (`check_resumable` refuses a state saved with other ones).
+`save_state` writes what `load_state` reads; a state is written to a temporary and renamed, so a
+crash or a full disk never leaves a truncated one; a stop signal saves one at the next step boundary.
 """
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from starpose_training.runtime import Runtime
+from starpose_training.train_config import ConfigError, TrainConfig
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -71,19 +74,63 @@ def config_differences(saved: Any, current: Any, prefix: str = '') -> list[str]:
     return differences
 
 
-def check_resumable(state: dict, state_path: Path, task_name: str, config: dict | None) -> None:
-    """Refuse a state saved by another stage or with other settings, naming the difference and the way out."""
+def check_resumable(state: dict, state_path: Path, task_name: str, config: TrainConfig | None) -> None:
+    """Refuse a state saved by another stage or with other settings, naming the difference and the way out.
+
+    The saved config is parsed like a YAML file's, so a state that spelt a default out (or one saved
+    as the raw YAML mapping, before configs were typed) compares equal to the same settings.
+    """
     way_out = 'pass --resume none to start over, or choose another --out'
     if state.get('task') not in (None, task_name):
         raise ValueError(f'{state_path} is the training state of the {state["task"]} stage, not {task_name}; '
                          f'{way_out}')
     if config is None or state.get('config') is None:
         return
-    differences = config_differences(state['config'], config)
+    try:
+        saved = TrainConfig.from_dict(state['config']).to_dict()
+    except ConfigError as error:
+        raise ValueError(f'{state_path} holds settings this version does not read ({error}); {way_out}') from None
+    differences = config_differences(saved, config.to_dict())
     if differences:
         shown = ', '.join(differences[:6]) + (' ...' if len(differences) > 6 else '')
         raise ValueError(f'{state_path} was saved by a run with other settings ({shown}): resuming would mix the '
                          f'two runs; {way_out}')
+
+
+def save_state(path: Path, objects: dict[str, Any], position: tuple[int, int, int], task_name: str,
+               config: TrainConfig | None, runtime: Runtime) -> None:
+    """Write `objects`' state dicts, every rank's RNG states, the data position and the settings (rank 0 writes).
+
+    `objects`: model, optimiser, scheduler, grad scaler by name; `position`: (step, epoch, samples
+    done in it). Every rank must call it (the RNG states are gathered).
+    """
+    rngs = [None] * runtime.world_size
+    if runtime.distributed:
+        dist.all_gather_object(rngs, rng_states())
+    else:
+        rngs = [rng_states()]
+    if runtime.is_main:
+        step, epoch, samples_done = position
+        atomic_save({'step': step, 'epoch': epoch, 'samples_done': samples_done,
+                     **{key: target.state_dict() for key, target in objects.items()}, 'rng': rngs,
+                     'config': None if config is None else config.to_dict(), 'task': task_name}, path)
+
+
+def load_state(path: Path, objects: dict[str, Any], task_name: str, config: TrainConfig | None,
+               rank: int) -> tuple[int, int, int]:
+    """Load what `save_state` wrote into `objects` and this rank's RNGs; returns (step, epoch, samples done)."""
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as error:  # truncated, not a torch file, another program's pickle
+        raise ValueError(f'{path} is not a readable training state ({type(error).__name__}); pass '
+                         '--resume none to start over, or choose another --out') from None
+    if not isinstance(state, dict) or 'model' not in state:
+        raise ValueError(f'{path} is not a StarPose training state; pass --resume none to start over')
+    check_resumable(state, path, task_name, config)
+    for key, target in objects.items():
+        target.load_state_dict(state[key])
+    set_rng_states(state['rng'][rank] if rank < len(state['rng']) else state['rng'][0])
+    return state['step'], state['epoch'], state['samples_done']
 
 
 class TrainingStopped(RuntimeError):

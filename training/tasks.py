@@ -2,27 +2,29 @@
 
 A task gives `fit` the module to optimise, the loss of a batch and the TensorBoard pictures; the
 loop itself (`train.fit`) knows no task. The SR task holds the frozen pose net inside its
-compound loss (eq. 7); the pose task trains that pose net first where no pretrained one exists.
+compound loss (eq. 7), which freezes it (eval mode, no gradients); the pose task trains that pose
+net first where no pretrained one exists.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from starpose_model.hrnet import imagenet_normalize
+from starpose_model.hrnet import build_pose_net, imagenet_normalize, load_pose_checkpoint
 from starpose_model.loss import joints_mse
 
 
-def freeze(module: torch.nn.Module) -> torch.nn.Module:
-    """Eval mode and no gradients: the frozen pose net of the paper."""
-    module.eval()
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
-    return module
+def load_pose_net(path: Path, arch: str) -> nn.Module:
+    """The pose net the SR network is trained against, loaded strictly (`CompoundLoss` freezes it)."""
+    if not path.is_file():
+        raise FileNotFoundError(f'pose net weights {path} do not exist: set pose.checkpoint to an official/mmpose '
+                                f'HRNet checkpoint, or give pose.train and run the pose stage first')
+    return load_pose_checkpoint(build_pose_net(arch), path)
 
 
 def target_frame(lr_frames: torch.Tensor, which: str) -> torch.Tensor:

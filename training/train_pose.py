@@ -15,8 +15,6 @@ from torch import nn
 
 from starpose_training.state import atomic_save
 
-POSE_WEIGHTS_FILE = 'pose_net.pth'
-
 
 def hrnet_init(pose_net: nn.Module) -> nn.Module:
     """HRNet's own initialisation for training from scratch: convs N(0, 0.001), zero biases, BN 1/0.

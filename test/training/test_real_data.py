@@ -5,9 +5,9 @@ import pytest
 from starpose_model import crops
 from starpose_testing.posetrack_fixtures import make_video, write_dataset
 from starpose_training.augment import AugmentConfig, sample_augmentation
-from starpose_training.dataset import PoseTrackWindows
+from starpose_training.dataset import ConcatWindows, PoseTrackWindows, build_dataset
 from starpose_training.degradation import camera_lr_crop, degrade
-from starpose_training.train import ConcatWindows, build_dataset, model_config
+from starpose_training.train_config import TrainConfig
 
 
 def _dot_frame(x: int, y: int) -> np.ndarray:
@@ -61,16 +61,16 @@ def test_data_sources_are_concatenated_with_repeats(tmp_path):
               'data': {'sources': [{'root': str(tmp_path / 'a'), 'train': 'annotations/val', 'repeat': 2},
                                    {'root': str(tmp_path / 'b'), 'train': 'annotations/val'}],
                        'augment': {'shift_std': 0.05, 'camera_downscale': [1, 4]}}}
-    data = build_dataset(config, 'train', model_config(config), window=5)
+    typed = TrainConfig.from_dict(config)
+    data = build_dataset(typed.data, 'train', typed.model.star_pose_config(), window=5)
     assert isinstance(data, ConcatWindows) and [len(p) for p in data.datasets] == [2, 2, 4]
     assert all(isinstance(p, PoseTrackWindows) for p in data.datasets)
     first, repeat = data[0], data[2]  # the same person in the two copies: augmented differently
     assert not np.array_equal(first['lr_frames'].numpy(), repeat['lr_frames'].numpy())
     data.set_epoch(3)
     assert {p.epoch for p in data.datasets} == {3}
-    with pytest.raises(ValueError, match=r'data.sources\[0\] has unknown keys'):
-        build_dataset({**config, 'data': {'sources': [{'root': 'x', 'trian': 'y'}]}}, 'train',
-                      model_config(config), window=5)
+    with pytest.raises(ValueError, match=r'unknown key data.sources\[0\].trian'):
+        TrainConfig.from_dict({**config, 'data': {'sources': [{'root': 'x', 'trian': 'y'}]}})
 
 
 def test_fetching_without_the_debian_tools_is_one_clear_error(tmp_path, monkeypatch):

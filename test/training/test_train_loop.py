@@ -20,6 +20,8 @@ from starpose_model.checkpoint import load_inference_model
 from starpose_model.hrnet import build_pose_net
 from starpose_testing.posetrack_fixtures import make_video, write_dataset
 from starpose_training import state, tasks, train, train_config
+from starpose_training.dataset import build_dataset
+from starpose_training.runtime import setup_runtime
 from starpose_training.train_pose import save_pose_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,17 +75,15 @@ def test_smoke_run_loss_falls_and_writes_a_loadable_checkpoint(tmp_path, tiny_da
                           epochs=15, lr=3e-3, milestones=[], image_every=6)
     overrides = ['data.augment=false']
     cfg = train_config.load_config(config, overrides)
-    mcfg = train.model_config(cfg)
-    two_windows = torch.utils.data.Subset(train.build_dataset(cfg, 'train', mcfg, mcfg.window, augment=False),
-                                          [0, 1])
-    pose_net = train.load_frozen_pose_net(cfg, mcfg.pose_arch)
+    mcfg = cfg.model.star_pose_config()
+    two_windows = torch.utils.data.Subset(build_dataset(cfg.data, 'train', mcfg, mcfg.window, augment=False), [0, 1])
+    pose_net = tasks.load_pose_net(cfg.pose_weights, mcfg.pose_arch)
     from starpose_model.loss import CompoundLoss
     from starpose_model.star_pose import StarPoseSR
 
     torch.manual_seed(0)
     task = tasks.SRTask(StarPoseSR(mcfg), CompoundLoss(pose_net, mcfg.loss_lambda), target=mcfg.target_frame)
-    summary = train.fit(task, two_windows, train.Schedule.from_dict(cfg['schedule']), tmp_path / 'run',
-                        train.setup_runtime('cpu'), resume=None)
+    summary = train.fit(task, two_windows, cfg.schedule, tmp_path / 'run', setup_runtime('cpu'), resume=None)
     losses = list(read_losses(tmp_path / 'run').values())
     assert summary['steps'] == len(losses) == 15
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
