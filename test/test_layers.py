@@ -17,15 +17,14 @@ from starpose_testing.paths import REPO_ROOT
 
 PACKAGE_DIRS = {'starpose_model': REPO_ROOT / 'starpose_model', 'starpose_ros': REPO_ROOT / 'starpose_ros',
                 'starpose_training': REPO_ROOT / 'training'}
-NODE_SIDE = ('starpose_ros.node', 'starpose_ros.node_parameters', 'starpose_ros.node_stats',
-             'starpose_ros.ros_conversions')  # the modules that import rclpy
+NODE_SIDE = ('starpose_ros.node', 'starpose_ros.ros_conversions')  # name prefixes of the modules importing rclpy
 
 
 def layer(module: str) -> str:
     """The layer a module belongs to."""
     if module.startswith('starpose_ros.core'):
         return 'core'
-    if module in NODE_SIDE:
+    if module.startswith(NODE_SIDE):
         return 'node'
     if module.startswith('starpose_ros'):
         return 'bag tools'
