@@ -23,10 +23,11 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from starpose_model import crops
 from starpose_model.config import StarPoseConfig
+from starpose_model.contract import HR_SIZE, target_index
 from starpose_model.heatmaps import HEATMAP_SIZE, SIGMA, generate_targets
 from starpose_model.keypoints import POSETRACK_UNANNOTATED, flip_permutation
 from starpose_training.augment import AugmentConfig, WindowAugmentation, sample_augmentation
-from starpose_training.degradation import HR_SIZE, camera_lr_crop, degrade
+from starpose_training.degradation import camera_lr_crop, degrade
 from starpose_training.posetrack import PoseTrackPerson, PoseTrackVideo, check_frames_exist, read_posetrack
 from starpose_training.train_config import DataSection, DataSource
 
@@ -162,7 +163,7 @@ class PoseTrackWindows(Dataset):
     @property
     def target_index(self) -> int:
         """Index of the target frame within a window."""
-        return self.window // 2 if self.target_frame == 'center' else self.window - 1
+        return target_index(self.window, self.target_frame)
 
     def __getitem__(self, index: int) -> dict:
         window = self.crops(index)

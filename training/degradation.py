@@ -13,7 +13,8 @@ import math
 import cv2
 import numpy as np
 
-HR_SIZE = (256, 192)  # (height, width) of the HR crop
+from starpose_model.contract import HR_SIZE
+
 SCALES = (2, 4)
 
 

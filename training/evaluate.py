@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from starpose_model.checkpoint import CheckpointError, load_inference_model
-from starpose_model.config import HR_SIZE
+from starpose_model.contract import HR_SIZE
 from starpose_model.heatmaps import crop_to_image
 from starpose_model.inference import METHOD_TITLES, StarPoseInference, with_method
 from starpose_model.keypoints import POSETRACK_UNANNOTATED

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from starpose_model.contract import target_index
 from starpose_model.keypoints import NUM_KEYPOINTS, POSETRACK_KEYPOINT_NAMES, POSETRACK_UNANNOTATED
 
 
@@ -92,12 +93,7 @@ class PoseTrackVideo:
         """
         if window < 1:
             raise ValueError(f'window must be >= 1, got {window}')
-        if target_frame == 'center':
-            first = index - window // 2
-        elif target_frame == 'last':
-            first = index - window + 1
-        else:
-            raise ValueError(f"target_frame must be 'center' or 'last', got {target_frame!r}")
+        first = index - target_index(window, target_frame)
         return [min(max(i, 0), len(self.images) - 1) for i in range(first, first + window)]
 
 

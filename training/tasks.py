@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from starpose_model.contract import target_index
 from starpose_model.hrnet import build_pose_net, imagenet_normalize, load_pose_checkpoint
 from starpose_model.loss import joints_mse
 
@@ -29,8 +30,7 @@ def load_pose_net(path: Path, arch: str) -> nn.Module:
 
 def target_frame(lr_frames: torch.Tensor, which: str) -> torch.Tensor:
     """The target frame of `[B, T, 3, h, w]` windows (`last` = causal, `center` = offline)."""
-    index = lr_frames.shape[1] - 1 if which == 'last' else lr_frames.shape[1] // 2
-    return lr_frames[:, index]
+    return lr_frames[:, target_index(lr_frames.shape[1], which)]
 
 
 def image_grid(columns: list[torch.Tensor], max_rows: int = 4) -> torch.Tensor:
