@@ -62,11 +62,6 @@ class Schedule:
     max_steps: int | None = None             # stop early (time-bounded runs, tests)
     threads: int | None = None               # torch.set_num_threads on CPU
 
-    @classmethod
-    def from_dict(cls, values: Mapping | None, where: str = 'schedule') -> Schedule:
-        """Build from a config section, refusing unknown keys and wrong types by name."""
-        return build(cls, values or {}, where)
-
     def run_steps(self, steps_per_epoch: int) -> int:
         """Length of the run in optimiser steps (`steps`, else `epochs` whole epochs)."""
         return self.steps if self.steps is not None else self.epochs * steps_per_epoch
@@ -145,7 +140,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: Mapping) -> TrainConfig:
         """Parse a config mapping (a YAML file's, a saved state's), refusing unknown keys and wrong types."""
-        return build(cls, values, '')
+        return _build(cls, values, '')
 
     def to_dict(self) -> dict:
         """Plain data (lists, dicts, scalars) that `from_dict` reads back: for YAML and training states."""
@@ -160,7 +155,7 @@ class TrainConfig:
 
     def with_max_steps(self, max_steps: int) -> TrainConfig:
         """A copy whose stages (SR and pose) stop after `max_steps` optimiser steps."""
-        pose_train = self.pose.train and dataclasses.replace(self.pose.train, max_steps=max_steps)
+        pose_train = None if self.pose.train is None else dataclasses.replace(self.pose.train, max_steps=max_steps)
         return dataclasses.replace(self, schedule=dataclasses.replace(self.schedule, max_steps=max_steps),
                                    pose=dataclasses.replace(self.pose, train=pose_train))
 
@@ -228,7 +223,7 @@ def _override(values: dict, item: str) -> None:
     node[leaf] = yaml.safe_load(value)
 
 
-def build(cls: type, values: object, where: str):
+def _build(cls: type, values: object, where: str):
     """An instance of the dataclass `cls` from a config mapping at `where` (a dotted key; '' = the top)."""
     kwargs = _fields(cls, values, where)
     for missing in (f.name for f in dataclasses.fields(cls) if f.name not in kwargs and _required(f)):
@@ -279,7 +274,7 @@ def _check(value: object, hint: object, where: str):
         given = 'null' if value is None else type(value).__name__
         raise ConfigError(f'training config: {where} must be {_type_name(hint)}, got {given} {value!r}')
     if dataclasses.is_dataclass(hint):
-        return build(hint, value, where)
+        return _build(hint, value, where)
     if typing.get_origin(hint) is tuple:
         args = typing.get_args(hint)
         kinds = [args[0]] * len(value) if args[-1] is Ellipsis else args

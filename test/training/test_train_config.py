@@ -70,7 +70,7 @@ def test_bad_configs_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match='section.key=value'):
         train_config.load_config('paper_64x48', ['schedule.epochs'])
     with pytest.raises(ValueError, match='unknown key schedule.epoch_count'):
-        train_config.Schedule.from_dict({'epoch_count': 3})
+        train_config.TrainConfig.from_dict({'model': {'name': 'tiny'}, 'schedule': {'epoch_count': 3}})
     with pytest.raises(ValueError, match='model.name is missing'):
         train_config.TrainConfig.from_dict({'model': {}})
 
