@@ -1,8 +1,8 @@
 """Plain data passed between the core's stages, the node and the bag replay (no ROS types).
 
 Boxes are (x, y, w, h) in image pixels with (x, y) the top-left corner; keypoints are (17, 3)
-arrays of x, y (image pixels unless named crop keypoints) and score. Stamps are integer nanoseconds, copied from the input
-image's header and never taken from a clock.
+arrays of x, y (image pixels, HR-crop pixels for crop keypoints) and score. Stamps are integer
+nanoseconds, copied from the input image's header and never taken from a clock.
 """
 from __future__ import annotations
 
