@@ -145,7 +145,7 @@ def run_model(model: Path, method: str, small_frames, per_frame_boxes, threads: 
             if index >= 0:
                 keypoints = person.keypoints.astype(np.float64).copy()
                 poses[(k, index)] = keypoints
-                crops_seen[(k, index)] = (person.sr_crop, person.crop_to_image)
+                crops_seen[(k, index)] = (person.sr_crop, person.image_to_crop)
     backend.close()
     return poses, infer_ms / max(persons, 1), crops_seen
 
@@ -212,10 +212,10 @@ def filmstrip(path: Path, frames, images, video, crops_by_method: dict, poses_by
     for key in picks:
         tiles = []
         for method, crops_seen in crops_by_method.items():
-            crop, crop_to_image = crops_seen[key]
+            crop, image_to_crop = crops_seen[key]
             canvas = crop.copy()
             keypoints = poses_by_method[method][key].copy()
-            keypoints[:, :2] = crops.transform_points(keypoints[:, :2], cv2.invertAffineTransform(crop_to_image))
+            keypoints[:, :2] = crops.transform_points(keypoints[:, :2], image_to_crop)
             draw_skeleton(canvas, keypoints, 'posetrack', (0, 255, 0), 0.0, 2)
             cv2.putText(canvas, method, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
             tiles.append(canvas)

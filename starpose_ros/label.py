@@ -211,7 +211,7 @@ def label_footage(source: Path, out: Path, *, split: str, seq: str, frames: rang
     policy = policy or LabelPolicy()
     teacher = teacher or BlazePoseTeacher()
     detector = detector or HogPersonDetector(upscale=upscale)
-    tracker = IoUTracker(iou_threshold=0.3, max_age_ns=500_000_000)
+    tracker = IoUTracker(track_max_age_s=0.5)
     agreement = Agreement()
     images, people = [], {}
     kept = ignored = seen = 0

@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torch.utils.flop_counter import FlopCounterMode
 
 from starpose_model.checkpoint import CheckpointError, load_inference_model
 from starpose_model.contract import HR_SIZE
 from starpose_model.heatmaps import crop_to_image
 from starpose_model.inference import METHOD_TITLES, StarPoseInference, with_method
 from starpose_model.keypoints import POSETRACK_UNANNOTATED
+from starpose_model.report import count_gmacs
 from starpose_training.dataset import PoseTrackWindows
 from starpose_training.metrics.image_quality import ImageQuality
 from starpose_training.metrics.oks import evaluate_oks
@@ -119,14 +119,6 @@ def run_oks(args: argparse.Namespace) -> dict:
 def baseline_models(model: StarPoseInference) -> dict[str, StarPoseInference]:
     """The two baselines of Tables 1-2 built on `model`'s pose net, LR size and window."""
     return {METHOD_TITLES[method]: with_method(model, method) for method in ('resize', 'bicubic')}
-
-
-def count_gmacs(module: torch.nn.Module, *inputs: torch.Tensor) -> float:
-    """Multiply-accumulates (G) of one call, the convention of the paper's and HRNet's "GFLOPs"."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        module(*inputs)
-    return counter.get_total_flops() / 2e9
 
 
 _POSE_NET_GMACS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # baselines share the pose net

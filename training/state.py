@@ -7,7 +7,6 @@ crash or a full disk never leaves a truncated one; a stop signal saves one at th
 """
 from __future__ import annotations
 
-import os
 import random
 import signal
 import threading
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from starpose_model.atomic import atomic_path
 from starpose_training.runtime import Runtime
 from starpose_training.train_config import ConfigError, TrainConfig
 
@@ -29,12 +29,10 @@ def atomic_save(obj: Any, path: Path) -> None:
     inline_container.cc]` or as an OSError) removes the temporary file, keeps the previous `path`
     as it was, and raises OSError naming the file.
     """
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as partial:
+            torch.save(obj, partial)
     except (OSError, RuntimeError) as error:
-        tmp.unlink(missing_ok=True)
         reason = 'no space left on the device' if 'No space' in str(error) or getattr(error, 'errno', None) == 28 \
             else str(error).strip().splitlines()[0]
         raise OSError(f'writing {path} failed ({reason}); the previous {path.name} is unchanged') from None

@@ -24,7 +24,7 @@ from starpose_model.keypoints import NUM_KEYPOINTS, POSETRACK_UNANNOTATED
 from . import drawing
 from .backends.base import SR_HEIGHT, SR_WIDTH, InferenceBackend
 from .detector import HogPersonDetector
-from .tracker import IoUTracker
+from .tracker import MAX_TRACKS, TRACK_IOU_THRESHOLD, TRACK_MAX_AGE_S, IoUTracker
 from .types import Detection, FrameInput, FrameResult, PersonResult, invert_affines
 from .windows import StoredFrame, TrackWindows
 
@@ -39,9 +39,9 @@ class PipelineConfig:
     hog_upscale: float = 1.0
     hog_min_score: float = 0.0  # HOG's SVM margin; the node's min_detection_score applies to it too
     max_batch: int = 16  # windows per backend call; more persons are sent in several calls
-    max_tracks: int = 32  # live tracks (and persons per frame) at most
-    track_iou_threshold: float = 0.3  # minimum IoU to continue a track
-    track_max_age_s: float = 1.0  # a track unseen this long (stamp time) is evicted
+    max_tracks: int = MAX_TRACKS  # live tracks (and persons per frame) at most
+    track_iou_threshold: float = TRACK_IOU_THRESHOLD  # minimum IoU to continue a track
+    track_max_age_s: float = TRACK_MAX_AGE_S  # a track unseen this long (stamp time) is evicted
     min_box_size: float = 2.0  # pixels, after clipping to the image
     draw_overlay: bool = False
     draw_mosaic: bool = False
@@ -116,8 +116,8 @@ class PosePipeline:
         self.clock = clock
         self.config = config or PipelineConfig()
         self.info = backend.model_info
-        self.tracker = IoUTracker(iou_threshold=self.config.track_iou_threshold,
-                                  max_age_ns=int(self.config.track_max_age_s * 1e9),
+        self.tracker = IoUTracker(track_iou_threshold=self.config.track_iou_threshold,
+                                  track_max_age_s=self.config.track_max_age_s,
                                   max_tracks=self.config.max_tracks)
         self.windows = TrackWindows(self.info.window, self.info.target_index,
                                     (self.info.lr_height, self.info.lr_width))

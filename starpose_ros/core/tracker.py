@@ -3,7 +3,7 @@
 Detections that arrive without a track id get one here; detections that already carry an id
 (from an upstream tracker) keep it and only refresh that track's bookkeeping. Predicting each
 track's box forward by its smoothed velocity keeps ids stable when two people cross. Tracks not
-seen for `max_age_ns` of *stamp* time are evicted, and at most `max_tracks` exist at once, so
+seen for `track_max_age_s` of *stamp* time are evicted, and at most `max_tracks` exist at once, so
 memory stays bounded whatever ids the input churns through.
 
 Ids made here are 't1', 't2', ... (`GENERATED_ID_PREFIX`), never bare numbers: upstream trackers
@@ -55,17 +55,23 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+# The defaults of the node, the replay and the labeller (PipelineConfig takes them from here).
+TRACK_IOU_THRESHOLD = 0.3  # minimum IoU to continue a track
+TRACK_MAX_AGE_S = 1.0  # a track unseen this long (stamp time) is evicted
+MAX_TRACKS = 32  # live tracks (and persons per frame) at most
+
+
 class IoUTracker:
     """Assigns stable string ids to person boxes frame after frame (call `update` once per frame)."""
 
-    def __init__(self, iou_threshold: float = 0.3, max_age_ns: int = 1_000_000_000, max_tracks: int = 64,
-                 velocity_smoothing: float = 0.5):
-        if not 0.0 < iou_threshold <= 1.0:
-            raise ValueError(f'iou_threshold must be in (0, 1], got {iou_threshold}')
-        if max_age_ns < 0 or max_tracks < 1:
-            raise ValueError(f'need max_age_ns >= 0 and max_tracks >= 1, got {max_age_ns}, {max_tracks}')
-        self.iou_threshold = iou_threshold
-        self.max_age_ns = int(max_age_ns)
+    def __init__(self, track_iou_threshold: float = TRACK_IOU_THRESHOLD, track_max_age_s: float = TRACK_MAX_AGE_S,
+                 max_tracks: int = MAX_TRACKS, velocity_smoothing: float = 0.5):
+        if not 0.0 < track_iou_threshold <= 1.0:
+            raise ValueError(f'track_iou_threshold must be in (0, 1], got {track_iou_threshold}')
+        if track_max_age_s < 0 or max_tracks < 1:
+            raise ValueError(f'need track_max_age_s >= 0 and max_tracks >= 1, got {track_max_age_s}, {max_tracks}')
+        self.iou_threshold = track_iou_threshold
+        self.max_age_ns = round(track_max_age_s * 1e9)  # stamps are integer nanoseconds
         self.max_tracks = int(max_tracks)
         self.velocity_smoothing = velocity_smoothing
         self.tracks: dict[str, Track] = {}
@@ -138,7 +144,7 @@ class IoUTracker:
         track.hits += 1
 
     def _evict(self, stamp_ns: int, current: set[str]) -> list[str]:
-        """Remove tracks unseen for longer than max_age_ns, then the stalest beyond max_tracks."""
+        """Remove tracks unseen for longer than the maximum age, then the stalest beyond max_tracks."""
         evicted = [tid for tid, t in self.tracks.items() if stamp_ns - t.last_stamp_ns > self.max_age_ns]
         for tid in evicted:
             del self.tracks[tid]

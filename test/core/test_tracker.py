@@ -24,7 +24,7 @@ def test_ids_stay_stable_for_moving_people():
 
 def test_ids_survive_a_crossing():
     """Two people walk through each other; constant-velocity prediction keeps their ids."""
-    tracker = IoUTracker(iou_threshold=0.2)
+    tracker = IoUTracker(track_iou_threshold=0.2)
     first = {}
     for frame in range(40):
         a = Detection((20 + 6 * frame, 100, 30, 80))   # walks right
@@ -71,7 +71,7 @@ def test_generated_ids_skip_an_upstream_id_of_the_same_form():
 
 
 def test_vanished_tracks_are_evicted_after_max_age_in_stamp_time():
-    tracker = IoUTracker(max_age_ns=100)
+    tracker = IoUTracker(track_max_age_s=100e-9)
     tid = tracker.update(0, [Detection((0, 0, 10, 10))])[0].track_id
     tracker.update(100, [])
     assert tid in tracker.tracks
@@ -82,7 +82,7 @@ def test_vanished_tracks_are_evicted_after_max_age_in_stamp_time():
 
 
 def test_memory_bounded_when_1000_ids_churn():
-    tracker = IoUTracker(max_tracks=16, max_age_ns=10 * FRAME_NS)
+    tracker = IoUTracker(max_tracks=16, track_max_age_s=10 * FRAME_NS / 1e9)
     seen = set()
     for i in range(1000):
         # a new person every frame, far from all others, each seen once
