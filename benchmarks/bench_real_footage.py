@@ -163,8 +163,9 @@ def run_teacher(teacher_python: Path, small_frames, per_frame_boxes, images, sca
     boxes_json = write_posetrack_video(PoseTrackVideo('boxes', workdir, list(images), people), workdir / 'boxes.json')
     out_json = workdir / 'teacher.json'
     env = dict(os.environ, OMP_NUM_THREADS='2')
-    done = subprocess.run([str(teacher_python), '-m', 'starpose_ros.label', str(frame_dir), '--boxes', str(boxes_json),
-                           '--out', str(out_json)], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run([str(teacher_python), '-m', 'starpose_ros.bag_tools.label', str(frame_dir),
+                           '--boxes', str(boxes_json), '--out', str(out_json)],
+                          capture_output=True, text=True, env=env, check=False)
     if done.returncode:
         raise RuntimeError(f'teacher failed: {done.stderr.strip().splitlines()[-1:]}')
     summary = json.loads(done.stdout.strip().splitlines()[-1])

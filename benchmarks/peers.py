@@ -10,7 +10,7 @@ import os
 import cv2
 import numpy as np
 
-PEER_INPUT = 256  # the square crop BlazePose gets, as `starpose_ros.label` gives it
+PEER_INPUT = 256  # the square crop BlazePose gets, as `starpose_ros.bag_tools.label` gives it
 VTEST_FRAME = 160  # a test-split frame of vtest.avi with several people
 
 

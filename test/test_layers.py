@@ -17,17 +17,16 @@ from starpose_testing.paths import REPO_ROOT
 
 PACKAGE_DIRS = {'starpose_model': REPO_ROOT / 'starpose_model', 'starpose_ros': REPO_ROOT / 'starpose_ros',
                 'starpose_training': REPO_ROOT / 'training'}
-NODE_SIDE = ('starpose_ros.node', 'starpose_ros.ros_conversions')  # name prefixes of the modules importing rclpy
 
 
 def layer(module: str) -> str:
     """The layer a module belongs to."""
     if module.startswith('starpose_ros.core'):
         return 'core'
-    if module.startswith(NODE_SIDE):
-        return 'node'
-    if module.startswith('starpose_ros'):
+    if module.startswith('starpose_ros.bag_tools'):
         return 'bag tools'
+    if module.startswith('starpose_ros'):
+        return 'node'  # node.py, its node_* parts and ros_conversions: the modules that import rclpy
     return module.split('.')[0]
 
 

@@ -22,16 +22,16 @@ import cv2
 import numpy as np
 import pytest
 
-from starpose_ros import bagio
-from starpose_ros.bag_eval import EvalOptions, build_parser, evaluate_bag, main, run_demo
-from starpose_ros.bag_source import BagEvalError, eval_typestore
+from starpose_ros.bag_tools import bagio
+from starpose_ros.bag_tools.bag_eval import EvalOptions, build_parser, evaluate_bag, main, run_demo
+from starpose_ros.bag_tools.bag_source import BagEvalError, eval_typestore
+from starpose_ros.bag_tools.replay_outputs import OVERLAY_TOPIC, POSES_TOPIC
+from starpose_ros.bag_tools.video2bag import convert
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.messages import tracked_detections
 from starpose_ros.core.person_filter import ANY_CLASS
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import FrameInput
-from starpose_ros.replay_outputs import OVERLAY_TOPIC, POSES_TOPIC
-from starpose_ros.video2bag import convert
 from starpose_testing.paths import REPO_ROOT
 
 FRAMES = 4
@@ -264,7 +264,7 @@ def test_an_interrupted_replay_closes_its_outputs_and_reports(onnx_model, tmp_pa
     bag = tmp_path / 'bag'  # 24 real frames, HOG at 8x upscale: seconds of replay to interrupt
     convert(REPO_ROOT / 'test' / 'fixtures' / 'vtest_x4' / 'images', bag, fps=10, storage='mcap')
     out = tmp_path / 'run'
-    command = [sys.executable, '-m', 'starpose_ros.bag_eval', str(bag), '--model', str(onnx_model),
+    command = [sys.executable, '-m', 'starpose_ros.bag_tools.bag_eval', str(bag), '--model', str(onnx_model),
                '--output', str(out), '--detector', 'hog', '--hog-upscale', '8', '--quiet']
     # a shell's background job (CI) starts children with SIGINT ignored: give this one Ctrl-C back
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -284,7 +284,7 @@ def test_an_interrupted_replay_closes_its_outputs_and_reports(onnx_model, tmp_pa
 
 def test_a_replay_keeps_no_sr_crops_in_memory(clips, onnx_model, tmp_path, monkeypatch):
     """What accuracy needs per person is 17 keypoints; the SR crops (150 kB each) go to the outputs only."""
-    from starpose_ros import bag_eval
+    from starpose_ros.bag_tools import bag_eval
 
     runs, make_run = [], bag_eval.ReplayRun
     monkeypatch.setattr(bag_eval, 'ReplayRun', lambda: runs.append(make_run()) or runs[-1])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
 
-from starpose_ros.bagio import (
+from starpose_ros.bag_tools.bagio import (
     BagIOError,
     BagWriter,
     bag_topics,

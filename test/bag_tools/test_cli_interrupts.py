@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from starpose_ros import bagio
+from starpose_ros.bag_tools import bagio
 from starpose_testing.paths import REPO_ROOT
 
 
@@ -47,7 +47,7 @@ def test_video2bag_keeps_a_readable_bag_of_the_frames_so_far(tmp_path, signum):
         writer.write(frame)
     writer.release()
     bag = tmp_path / 'bag'
-    process = _start('starpose_ros.video2bag', str(video), str(bag), '--storage', 'mcap')
+    process = _start('starpose_ros.bag_tools.video2bag', str(video), str(bag), '--storage', 'mcap')
     err = _signal_when(process, lambda: any(bag.glob('*.mcap')) and next(bag.glob('*.mcap')).stat().st_size > 2e7,
                        signum)
     assert process.returncode == 130 and 'Traceback' not in err, err

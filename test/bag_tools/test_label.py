@@ -13,8 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from starpose_ros.core.types import Detection
-from starpose_ros.label import (
+from starpose_ros.bag_tools.label import (
     LabelError,
     LabelPolicy,
     accept,
@@ -23,6 +22,7 @@ from starpose_ros.label import (
     main,
     parse_frames,
 )
+from starpose_ros.core.types import Detection
 from starpose_testing.paths import REPO_ROOT
 from starpose_training.dataset import PoseTrackWindows
 from starpose_training.evaluate import main as eval_main
@@ -148,8 +148,8 @@ def test_user_errors_are_one_line(tmp_path, capsys):
 @pytest.mark.skipif(not TEACHER_PYTHON.is_file(), reason='teacher extra not installed (bash scripts/setup_teacher.sh)')
 def test_blazepose_runs_as_a_method_on_the_fixture(tmp_path):
     out = tmp_path / 'teacher.json'
-    done = subprocess.run([str(TEACHER_PYTHON), '-m', 'starpose_ros.label', str(FIXTURE / 'images'), '--boxes',
-                           str(FIXTURE / 'labels.json'), '--out', str(out)],
+    done = subprocess.run([str(TEACHER_PYTHON), '-m', 'starpose_ros.bag_tools.label', str(FIXTURE / 'images'),
+                           '--boxes', str(FIXTURE / 'labels.json'), '--out', str(out)],
                           capture_output=True, text=True, check=True)
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     (predicted,) = read_posetrack(out)

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from starpose_ros import bagio
+from starpose_ros.bag_tools import bagio
+from starpose_ros.bag_tools.video2bag import DEFAULT_START_NS, Video2BagError, convert, main
 from starpose_ros.core.messages import tracked_detections
 from starpose_ros.core.person_filter import ANY_CLASS
-from starpose_ros.video2bag import DEFAULT_START_NS, Video2BagError, convert, main
 
 
 @pytest.fixture(scope='module')
@@ -119,7 +119,7 @@ def test_a_corrupt_image_leaves_no_partial_bag(clip, tmp_path, capsys):
 
 
 def test_an_output_that_cannot_be_created_is_one_line_before_any_frame(clip, tmp_path, capsys, monkeypatch):
-    from starpose_ros import cli
+    from starpose_ros.bag_tools import cli
 
     folder, _annotations = clip
     (tmp_path / 'notes.txt').write_text('mine')

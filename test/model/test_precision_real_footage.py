@@ -24,12 +24,12 @@ import torch
 from starpose_model.checkpoint import load_inference_model
 from starpose_model.export import export_onnx
 from starpose_model.precision import attention_nodes, quantize_int8, to_fp16, value_types
+from starpose_ros.bag_tools.replay_outputs import RecordingBackend
 from starpose_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from starpose_ros.core.backends.tensorrt_onnx import find_tensorrt_issues
 from starpose_ros.core.models import BUNDLED_MODEL
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import Detection, FrameInput
-from starpose_ros.replay_outputs import RecordingBackend
 from starpose_testing.paths import REPO_ROOT
 from starpose_training.metrics.pck import PCKAccumulator
 from starpose_training.posetrack import read_posetrack

@@ -30,8 +30,8 @@ from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import Image
 
 from starpose_msgs.msg import PersonPoseArray, TrackedDetectionArray
-from starpose_ros import bag_eval, bagio, video2bag
-from starpose_ros.replay_outputs import POSES_TOPIC
+from starpose_ros.bag_tools import bag_eval, bagio, video2bag
+from starpose_ros.bag_tools.replay_outputs import POSES_TOPIC
 from starpose_testing.node_harness import NodeProcess, RosClient, diagnostics_of
 
 pytestmark = pytest.mark.ros

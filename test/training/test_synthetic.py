@@ -190,10 +190,10 @@ def test_config_errors_name_the_field(tmp_path):
 
 @pytest.mark.parametrize('storage, image_format', [('sqlite3', 'rgb8'), ('mcap', 'jpeg')])
 def test_a_clip_becomes_a_rosbag_through_the_bag_tools(tmp_path, storage, image_format):
-    from starpose_ros.bagio import bag_topics, decode_image, header_stamp_ns, read_messages
+    from starpose_ros.bag_tools.bagio import bag_topics, decode_image, header_stamp_ns, read_messages
+    from starpose_ros.bag_tools.video2bag import convert
     from starpose_ros.core.messages import tracked_detections
     from starpose_ros.core.person_filter import ANY_CLASS
-    from starpose_ros.video2bag import convert
 
     bag = tmp_path / 'bag'
     manifest = generate_dataset(tmp_path / 'data', 'small', seed=4, frames=5)

@@ -35,10 +35,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from starpose_ros.bag_tools.frames import FrameSourceError, image_folder_frames, video_frames
 from starpose_ros.core.detector import HogPersonDetector
 from starpose_ros.core.drawing import draw_skeleton
 from starpose_ros.core.tracker import GENERATED_ID_PREFIX, IoUTracker
-from starpose_ros.frames import FrameSourceError, image_folder_frames, video_frames
 from starpose_training.metrics.pck import PCKAccumulator
 from starpose_training.posetrack import (
     PoseTrackImage,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from starpose_ros import bagio
+from starpose_ros.bag_tools import bagio
 
 IMAGE_TYPES = (bagio.IMAGE, bagio.COMPRESSED_IMAGE)
 VISION_DETECTIONS = 'vision_msgs/msg/Detection2DArray'

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from starpose_model.crops import warp_crop
-from starpose_ros.bag_source import BagEvalError
+from starpose_ros.bag_tools.bag_source import BagEvalError
 from starpose_ros.core.backends.base import SR_HEIGHT, SR_WIDTH
 from starpose_ros.core.types import Detection, FrameResult
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from starpose_ros import bagio
-from starpose_ros.bag_source import BagEvalError
+from starpose_ros.bag_tools import bagio
+from starpose_ros.bag_tools.bag_source import BagEvalError
 from starpose_ros.core.backends.base import InferenceBackend, InferenceOutput
 from starpose_ros.core.messages import pose_array
 from starpose_ros.core.types import FrameResult

@@ -9,7 +9,7 @@ the output folder, as it goes:
   (sensor_msgs/Image), each with the input image's header and bag time;
 * `frames.jsonl`: one line per frame (stamp, persons, keypoints, stage timings), flushed each frame;
 * `overlay.mp4`: the overlay video (OpenCV, mp4v);
-* `report.json`, `report.md`, `plots/*.png` (see `starpose_ros.report`).
+* `report.json`, `report.md`, `plots/*.png` (see `starpose_ros.bag_tools.report`).
 
 Detections come from a topic (`--detector topic`: starpose_msgs/TrackedDetectionArray or
 vision_msgs/Detection2DArray, paired with images by exact header stamp), OpenCV's HOG people
@@ -21,7 +21,7 @@ Bad input gives a clear error and keeps what was done: the output bag is closed,
 report cover the frames processed before the failure. See docs/bag_replay.md.
 
 This module is the command (its options, the demo) and opens the bag and the model; the frame
-loop is `starpose_ros.replay_loop`.
+loop is `starpose_ros.bag_tools.replay_loop`.
 """
 from __future__ import annotations
 
@@ -33,17 +33,17 @@ import sys
 from pathlib import Path
 
 from starpose_model.inference import METHODS
-from starpose_ros import bagio, cli
-from starpose_ros.bag_source import IMAGE_TYPES, BagEvalError, BagSource
+from starpose_ros.bag_tools import bagio, cli
+from starpose_ros.bag_tools.bag_source import IMAGE_TYPES, BagEvalError, BagSource
+from starpose_ros.bag_tools.replay_accuracy import load_ground_truth
+from starpose_ros.bag_tools.replay_loop import EvalOptions, ReplayRun, image_count, read_detections, replay
+from starpose_ros.bag_tools.replay_outputs import RecordingBackend
+from starpose_ros.bag_tools.video2bag import convert
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.backends.base import BackendError, InferenceBackend
 from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, RuntimeOptions, backend_options, resolve_model
 from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
-from starpose_ros.replay_accuracy import load_ground_truth
-from starpose_ros.replay_loop import EvalOptions, ReplayRun, image_count, read_detections, replay
-from starpose_ros.replay_outputs import RecordingBackend
-from starpose_ros.video2bag import convert
 
 DETECTORS = ('topic', 'hog', 'gt')
 OUT_OF_ORDER = ('warn', 'error')

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from starpose_ros import bagio
-from starpose_ros.bag_source import DETECTION_TYPES, BagEvalError, BagSource
+from starpose_ros.bag_tools import bagio
+from starpose_ros.bag_tools.bag_source import DETECTION_TYPES, BagEvalError, BagSource
+from starpose_ros.bag_tools.replay_accuracy import accuracy, ground_truth_detections, quality
+from starpose_ros.bag_tools.replay_outputs import Outputs
+from starpose_ros.bag_tools.report import FilmstripSampler, latency_summary, write_report
 from starpose_ros.core.backends.base import BackendError
 from starpose_ros.core.messages import tracked_detections, vision_detections
 from starpose_ros.core.models import BUNDLED_MODEL
 from starpose_ros.core.person_filter import PersonFilter
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 from starpose_ros.core.types import Detection, FrameInput, FrameResult
-from starpose_ros.replay_accuracy import accuracy, ground_truth_detections, quality
-from starpose_ros.replay_outputs import Outputs
-from starpose_ros.report import FilmstripSampler, latency_summary, write_report
 
 LOG = logging.getLogger('starpose-bag-eval')
 

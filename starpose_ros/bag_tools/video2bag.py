@@ -19,9 +19,9 @@ from pathlib import Path
 
 import cv2
 
-from starpose_ros import bagio, cli
+from starpose_ros.bag_tools import bagio, cli
+from starpose_ros.bag_tools.frames import FrameSourceError, image_folder_frames, video_frames
 from starpose_ros.core.types import Detection
-from starpose_ros.frames import FrameSourceError, image_folder_frames, video_frames
 
 DEFAULT_START_NS = 1_700_000_000 * 10**9
 LOG = logging.getLogger('starpose-video2bag')

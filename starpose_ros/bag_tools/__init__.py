@@ -1,0 +1,1 @@
+"""The offline rosbag2 tools: replay, conversion, labelling, reports (rosbags, no rclpy)."""
