@@ -1,14 +1,15 @@
-"""The node's parameters: declared once here (default, description, range), read at configure.
+"""The node's parameters: declared once, as the fields of `NodeSettings` (default, description, range).
 
-`PARAMETERS` makes the descriptors; `declare_parameters` declares them on the node (a bad start-up
-value fails configure, not the process) and `check_new_parameters` vets `ros2 param set`.
-`NodeSettings` is one consistent snapshot of them, turned into the core's objects (`pipeline`,
-`runtime`, `person_filter`) under the core's names.
+`PARAMETERS` (derived from those fields) makes the descriptors; `declare_parameters` declares them
+on the node (a bad start-up value fails configure, not the process) and `check_new_parameters`
+vets `ros2 param set`. `NodeSettings` is one consistent snapshot of them, turned into the core's
+objects (`pipeline`, `runtime`, `person_filter`) under the core's names.
 Defaults come from the core's own dataclasses, so the node and the bag replay agree.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -47,124 +48,92 @@ class Param:
         return descriptor
 
 
-# Everything the node reads; config/starpose.yaml documents the same names. Parameters that shape
-# the node's topics and QoS are read-only (set them at launch); the rest take effect on the next
-# configure transition.
-PARAMETERS: dict[str, Param] = {
-    # model and backend
-    'model_path': Param('', 'model file: .onnx, .pt checkpoint or TensorRT .engine; empty = the bundled model; '
-                             'configure fails with a readable error when missing or corrupt'),
-    'backend': Param('auto', 'inference backend; auto follows model_path (.onnx and .pt: onnxruntime, a .pt '
-                              'exported once to a cached ONNX; .engine: tensorrt)', choices=BACKEND_CHOICES),
-    'device': Param('cpu', 'where the model runs (cuda needs a CUDA build of the backend)', choices=('cpu', 'cuda')),
-    'num_threads': Param(2, 'CPU threads for the backend (0 = the runtime decides)', int_range=(0, 256)),
-    'engine_precision': Param('fp16', 'backend tensorrt: precision of the engine built from the ONNX model (the '
-                                       'linear attention stays FP32; int8 needs engine_calibration_data)',
-                               choices=('fp16', 'fp32', 'int8')),
-    'engine_calibration_data': Param('', 'backend tensorrt with engine_precision int8: .npy of real uint8 LR '
-                                          'windows (N, T, h, w, 3) to calibrate with (starpose-bag-eval '
-                                          '--save-calibration writes one)'),
-    'engine_cache_dir': Param('', 'backend tensorrt: folder of built engines (empty = ~/.cache/starpose/engines, '
-                                   'or $XDG_CACHE_HOME/starpose/engines)'),
-    'force_engine_rebuild': Param(False, 'backend tensorrt: rebuild the engine from the .onnx model_path at '
-                                          'configure even if a matching cached one exists'),
-    # inputs
-    'image_transport': Param('raw', 'raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage '
-                                     'on `image/compressed`', choices=('raw', 'compressed'), read_only=True),
-    'image_reliability': Param('best_effort', 'image QoS reliability (best_effort = sensor-data QoS)',
-                                choices=('best_effort', 'reliable'), read_only=True),
-    'image_queue_depth': Param(5, 'image QoS history depth', int_range=(1, 100), read_only=True),
-    'detector': Param('topic', 'where person boxes come from: topic (the `detections` topic, paired by stamp; '
-                                'best: a real detector such as a YOLO node), hog (OpenCV HOG people detector on '
-                                'the image; a first try with a camera alone), none (no boxes: no poses)',
-                       choices=('topic', 'hog', 'none')),
-    'detections_type': Param('auto', 'message type on `detections`: vision_msgs (Detection2DArray 4.x), '
-                                      'starpose_msgs (TrackedDetectionArray) or auto (vision_msgs when installed)',
-                              choices=('auto', 'vision_msgs', 'starpose_msgs'), read_only=True),
-    'detections_reliability': Param('reliable', 'detections QoS reliability', choices=('best_effort', 'reliable'),
-                                     read_only=True),
-    'detections_queue_depth': Param(10, 'detections QoS history depth', int_range=(1, 100), read_only=True),
-    'person_class_ids': Param(list(DEFAULT_PERSON_CLASSES), 'detector class ids that mean "person" (COCO id 0 '
-                                                             'for YOLO); "*" accepts every class; detections '
-                                                             'without a class are kept'),
-    'min_detection_score': Param(PersonFilter().min_score, 'detections scoring below this are ignored (with '
-                                                            'detector hog: the HOG SVM margin)',
-                                  float_range=(0.0, 1.0)),
-    'hog_upscale': Param(_DEFAULTS.hog_upscale, 'with detector hog: image upscale before detection (> 1 finds '
-                                                 'smaller people, slower)', float_range=(0.25, 8.0)),
-    'min_box_size': Param(_DEFAULTS.min_box_size, 'boxes smaller than this (pixels, after clipping to the image) '
-                                                   'are rejected', float_range=(0.5, 1000.0)),
-    'pairing_max_pending': Param(30, 'images (or detection sets) waiting for their partner, per side',
-                                  int_range=(1, 1000)),
-    # tracking
-    'track_iou_threshold': Param(_DEFAULTS.track_iou_threshold, 'minimum IoU to continue a track',
-                                  float_range=(0.01, 1.0)),
-    'track_max_age_s': Param(_DEFAULTS.track_max_age_s, 'a track unseen for this long (stamp time) is evicted',
-                              float_range=(0.0, 60.0)),
-    'max_tracks': Param(_DEFAULTS.max_tracks, 'most people processed per frame (also bounds tracker memory)',
-                         int_range=(1, 256)),
-    'max_batch': Param(_DEFAULTS.max_batch, 'person windows per model call; more people take several calls',
-                        int_range=(1, 256)),
-    # outputs
-    'publish_sr_crops': Param(True, 'publish `sr_crops` (per-person super-resolved crops)'),
-    'publish_mosaic': Param(True, 'publish `sr_mosaic` (all super-resolved crops in one image)'),
-    'publish_overlay': Param(True, 'publish `overlay` (input image with skeletons, boxes and track ids)'),
-    'publish_markers': Param(True, 'publish `markers` (skeletons as visualization_msgs/MarkerArray)'),
-    'min_keypoint_score': Param(_DEFAULTS.min_keypoint_score, 'keypoints scoring below this are not drawn',
-                                 float_range=(0.0, 1.0)),
-    'mosaic_columns': Param(_DEFAULTS.mosaic_columns, 'SR crops per row in `sr_mosaic`', int_range=(1, 64)),
-    'marker_lifetime_s': Param(0.5, 'RViz markers disappear after this long', float_range=(0.0, 10.0)),
-    'marker_pixel_size_m': Param(0.002, 'size of one image pixel on the marker picture plane, metres',
-                                  float_range=(1e-6, 1.0)),
-    'marker_distance_m': Param(2.0, 'distance of the marker picture plane in front of the camera, metres',
-                                float_range=(0.0, 100.0)),
-    # monitoring
-    'diagnostics_period_s': Param(1.0, 'period of `/diagnostics` messages', float_range=(0.1, 60.0)),
-    'no_image_warning_s': Param(5.0, 'warn (once) when publishers exist on the image topic but no image ever '
-                                      'arrived for this long (usually a camera without the Fast DDS profile)',
-                                 float_range=(0.5, 600.0)),
-}
+def param(default, description: str, **constraints) -> Any:
+    """A `NodeSettings` field that is also a node parameter: its default, description and constraints."""
+    return field(metadata={'param': Param(default, description, **constraints)})
 
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """The parameters as read at configure time (one consistent snapshot)."""
+    """The parameters as read at configure time (one consistent snapshot); each field declares one.
 
-    model_path: str
-    backend: str
-    device: str
-    num_threads: int
-    engine_precision: str
-    engine_calibration_data: str
-    engine_cache_dir: str
-    force_engine_rebuild: bool
-    image_transport: str
-    image_reliability: str
-    image_queue_depth: int
-    detector: str
-    detections_type: str
-    detections_reliability: str
-    detections_queue_depth: int
-    person_class_ids: tuple[str, ...]
-    min_detection_score: float
-    hog_upscale: float
-    min_box_size: float
-    pairing_max_pending: int
-    track_iou_threshold: float
-    track_max_age_s: float
-    max_tracks: int
-    max_batch: int
-    publish_sr_crops: bool
-    publish_mosaic: bool
-    publish_overlay: bool
-    publish_markers: bool
-    min_keypoint_score: float
-    mosaic_columns: int
-    marker_lifetime_s: float
-    marker_pixel_size_m: float
-    marker_distance_m: float
-    diagnostics_period_s: float
-    no_image_warning_s: float
+    config/starpose.yaml and the table in docs/node.md list the same names and defaults (tests
+    compare them). Parameters that shape the node's topics and QoS are read-only (set them at
+    launch); the rest take effect on the next configure transition.
+    """
+
+    # model and backend
+    model_path: str = param('', 'model file: .onnx, .pt checkpoint or TensorRT .engine; empty = the bundled model; '
+                                 'configure fails with a readable error when missing or corrupt')
+    backend: str = param('auto', 'inference backend; auto follows model_path (.onnx and .pt: onnxruntime, a .pt '
+                                  'exported once to a cached ONNX; .engine: tensorrt)', choices=BACKEND_CHOICES)
+    device: str = param('cpu', 'where the model runs (cuda needs a CUDA build of the backend)', choices=('cpu', 'cuda'))
+    num_threads: int = param(2, 'CPU threads for the backend (0 = the runtime decides)', int_range=(0, 256))
+    engine_precision: str = param('fp16', 'backend tensorrt: precision of the engine built from the ONNX model (the '
+                                           'linear attention stays FP32; int8 needs engine_calibration_data)',
+                                   choices=('fp16', 'fp32', 'int8'))
+    engine_calibration_data: str = param('', 'backend tensorrt with engine_precision int8: .npy of real uint8 LR '
+                                              'windows (N, T, h, w, 3) to calibrate with (starpose-bag-eval '
+                                              '--save-calibration writes one)')
+    engine_cache_dir: str = param('', 'backend tensorrt: folder of built engines (empty = ~/.cache/starpose/engines, '
+                                       'or $XDG_CACHE_HOME/starpose/engines)')
+    force_engine_rebuild: bool = param(False, 'backend tensorrt: rebuild the engine from the .onnx model_path at '
+                                               'configure even if a matching cached one exists')
+    # inputs
+    image_transport: str = param('raw', 'raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage '
+                                         'on `image/compressed`', choices=('raw', 'compressed'), read_only=True)
+    image_reliability: str = param('best_effort', 'image QoS reliability (best_effort = sensor-data QoS)',
+                                    choices=('best_effort', 'reliable'), read_only=True)
+    image_queue_depth: int = param(5, 'image QoS history depth', int_range=(1, 100), read_only=True)
+    detector: str = param('topic', 'where person boxes come from: topic (the `detections` topic, paired by stamp; '
+                                    'best: a real detector such as a YOLO node), hog (OpenCV HOG people detector on '
+                                    'the image; a first try with a camera alone), none (no boxes: no poses)',
+                           choices=('topic', 'hog', 'none'))
+    detections_type: str = param('auto', 'message type on `detections`: vision_msgs (Detection2DArray 4.x), '
+                                          'starpose_msgs (TrackedDetectionArray) or auto (vision_msgs when installed)',
+                                  choices=('auto', 'vision_msgs', 'starpose_msgs'), read_only=True)
+    detections_reliability: str = param('reliable', 'detections QoS reliability',
+                                        choices=('best_effort', 'reliable'), read_only=True)
+    detections_queue_depth: int = param(10, 'detections QoS history depth', int_range=(1, 100), read_only=True)
+    person_class_ids: tuple[str, ...] = param(list(DEFAULT_PERSON_CLASSES),
+                                              'detector class ids that mean "person" (COCO id 0 for YOLO); "*" '
+                                              'accepts every class; detections without a class are kept')
+    min_detection_score: float = param(PersonFilter().min_score, 'detections scoring below this are ignored (with '
+                                                                  'detector hog: the HOG SVM margin)',
+                                        float_range=(0.0, 1.0))
+    hog_upscale: float = param(_DEFAULTS.hog_upscale, 'with detector hog: image upscale before detection (> 1 finds '
+                                                       'smaller people, slower)', float_range=(0.25, 8.0))
+    min_box_size: float = param(_DEFAULTS.min_box_size, 'boxes smaller than this (pixels, after clipping to the image) '
+                                                         'are rejected', float_range=(0.5, 1000.0))
+    pairing_max_pending: int = param(30, 'images (or detection sets) waiting for their partner, per side',
+                                      int_range=(1, 1000))
+    # tracking
+    track_iou_threshold: float = param(_DEFAULTS.track_iou_threshold, 'minimum IoU to continue a track',
+                                        float_range=(0.01, 1.0))
+    track_max_age_s: float = param(_DEFAULTS.track_max_age_s, 'a track unseen for this long (stamp time) is evicted',
+                                    float_range=(0.0, 60.0))
+    max_tracks: int = param(_DEFAULTS.max_tracks, 'most people processed per frame (also bounds tracker memory)',
+                             int_range=(1, 256))
+    max_batch: int = param(_DEFAULTS.max_batch, 'person windows per model call; more people take several calls',
+                            int_range=(1, 256))
+    # outputs
+    publish_sr_crops: bool = param(True, 'publish `sr_crops` (per-person super-resolved crops)')
+    publish_mosaic: bool = param(True, 'publish `sr_mosaic` (all super-resolved crops in one image)')
+    publish_overlay: bool = param(True, 'publish `overlay` (input image with skeletons, boxes and track ids)')
+    publish_markers: bool = param(True, 'publish `markers` (skeletons as visualization_msgs/MarkerArray)')
+    min_keypoint_score: float = param(_DEFAULTS.min_keypoint_score, 'keypoints scoring below this are not drawn',
+                                       float_range=(0.0, 1.0))
+    mosaic_columns: int = param(_DEFAULTS.mosaic_columns, 'SR crops per row in `sr_mosaic`', int_range=(1, 64))
+    marker_lifetime_s: float = param(0.5, 'RViz markers disappear after this long', float_range=(0.0, 10.0))
+    marker_pixel_size_m: float = param(0.002, 'size of one image pixel on the marker picture plane, metres',
+                                        float_range=(1e-6, 1.0))
+    marker_distance_m: float = param(2.0, 'distance of the marker picture plane in front of the camera, metres',
+                                      float_range=(0.0, 100.0))
+    # monitoring
+    diagnostics_period_s: float = param(1.0, 'period of `/diagnostics` messages', float_range=(0.1, 60.0))
+    no_image_warning_s: float = param(5.0, 'warn (once) when publishers exist on the image topic but no image ever '
+                                            'arrived for this long (usually a camera without the Fast DDS profile)',
+                                       float_range=(0.5, 600.0))
 
     @classmethod
     def from_node(cls, node: LifecycleNode) -> NodeSettings:
@@ -209,6 +178,9 @@ class NodeSettings:
         """Whether `detections` carries vision_msgs/Detection2DArray (else TrackedDetectionArray)."""
         return self.detections_type == 'vision_msgs' or (self.detections_type == 'auto'
                                                           and conv.Detection2DArray is not None)
+
+
+PARAMETERS: dict[str, Param] = {f.name: f.metadata['param'] for f in fields(NodeSettings)}  # everything the node reads
 
 
 def check_choice(name: str, value) -> None:

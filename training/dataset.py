@@ -72,7 +72,7 @@ class PoseTrackWindows(Dataset):
     """
 
     def __init__(self, annotations: str | Path | list[PoseTrackVideo], image_root: str | Path, *,
-                 window: int = 5, target_frame: str = 'center', scale: int = 4,
+                 window: int, target_frame: str, scale: int,
                  augment: AugmentConfig | None = None, seed: int = 0, blur_sigma: float | None = None,
                  heatmap_sigma: float = SIGMA, cache_frames: int = 64):
         self.videos = annotations if isinstance(annotations, list) else read_posetrack(annotations)

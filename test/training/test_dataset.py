@@ -18,7 +18,7 @@ def dataset_dir(tmp_path):
 
 
 def test_sample_contract_shapes(dataset_dir):
-    data = PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=5, scale=4)
+    data = PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=5, target_frame='center', scale=4)
     assert len(data) == 6  # 3 labeled frames x 2 people
     sample = data[0]
     assert sample['lr_frames'].shape == (5, 3, 64, 48) and sample['lr_frames'].dtype == torch.float32
@@ -33,7 +33,7 @@ def test_sample_contract_shapes(dataset_dir):
 
 
 def test_window_frames_aligned_and_in_order(dataset_dir):
-    data = PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=5, target_frame='center')
+    data = PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=5, target_frame='center', scale=4)
     window = data.crops(2)  # frame 2, person 0 -> frames [0, 1, 2, 3, 4]
     assert window.image_id % 100 == 2
     blue = window.hr_frames[:, 128, 96, 2]
@@ -56,7 +56,7 @@ def test_window_frames_aligned_and_in_order(dataset_dir):
 
 
 def test_flip_swaps_joints_and_mirrors_all_frames(dataset_dir, monkeypatch):
-    data = PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=3)
+    data = PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=3, target_frame='center', scale=4)
     plain = data.crops(0)
     monkeypatch.setattr(data, 'augmentation', lambda index: WindowAugmentation(flip=True))
     flipped = data.crops(0)
@@ -76,7 +76,7 @@ def test_flip_swaps_joints_and_mirrors_all_frames(dataset_dir, monkeypatch):
 def test_augmentation_is_deterministic_and_window_consistent(dataset_dir):
     config = AugmentConfig(rotation_prob=1.0, flip_prob=0.5, photometric_prob=1.0)
     make = lambda seed: PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=3,  # noqa: E731
-                                         augment=config, seed=seed)
+                                         target_frame='center', scale=4, augment=config, seed=seed)
     a, b = make(7), make(7)
     for index in range(len(a)):
         first, second = a[index], b[index]
@@ -88,8 +88,8 @@ def test_augmentation_is_deterministic_and_window_consistent(dataset_dir):
     aug = make(7).augmentation(1)
     assert abs(aug.rotation_deg) <= 30 and 0.75 <= aug.scale <= 1.25 and aug.has_photometric
     # One draw per window: every frame got the same geometry (position channels equal) ...
-    geometric = PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=3, seed=7,
-                                 augment=AugmentConfig(rotation_prob=1.0, photometric_prob=0.0))
+    geometric = PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=3, target_frame='center',
+                                 scale=4, seed=7, augment=AugmentConfig(rotation_prob=1.0, photometric_prob=0.0))
     window = geometric.crops(1)
     assert geometric.augmentation(1).rotation_deg != 0
     assert (window.hr_frames[..., :2] == window.hr_frames[:1, ..., :2]).all()
@@ -111,11 +111,11 @@ def test_degradation_sizes_and_blur():
 def test_missing_frame_raises_at_construction(dataset_dir):
     (dataset_dir / 'images/val/000001_fixture/000003.png').unlink()
     with pytest.raises(FileNotFoundError, match='000003.png'):
-        PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir)
+        PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=5, target_frame='center', scale=4)
 
 
 def test_unreadable_frame_is_named(dataset_dir):
     (dataset_dir / 'images/val/000001_fixture/000001.png').write_bytes(b'not an image')
-    data = PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=3)
+    data = PoseTrackWindows(dataset_dir / 'annotations/val', dataset_dir, window=3, target_frame='center', scale=4)
     with pytest.raises(OSError, match='000001.png'):
         data[0]

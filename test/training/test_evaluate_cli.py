@@ -93,7 +93,7 @@ class OracleModel(StarPoseInference):
 
 def test_perfect_model_maps_back_to_image_pixels(tmp_path):
     write_dataset(tmp_path, [make_video(people_per_frame=2, labeled=(0, 2, 5))])
-    windows = PoseTrackWindows(tmp_path / 'annotations/val', tmp_path, window=5, target_frame='last')
+    windows = PoseTrackWindows(tmp_path / 'annotations/val', tmp_path, window=5, target_frame='last', scale=4)
     row = evaluate_model(OracleModel(windows), tmp_path / 'annotations/val', tmp_path, method='oracle',
                          output_dir=tmp_path / 'out', batch_size=4)
     assert row['Total'] == pytest.approx(100) and row['mAP'] == pytest.approx(100)

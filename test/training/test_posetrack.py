@@ -127,7 +127,7 @@ def test_reads_synthetic_generator_output(tmp_path):
     people = [p for v in per_video for ps in v.people.values() for p in ps]
     assert people and all(not p.annotated[[3, 4]].any() for p in people)
     assert all(p.bbox_xywh is not None and p.bbox_head_xywh is not None for p in people)
-    windows = PoseTrackWindows(per_video, tmp_path, window=5, scale=4)
+    windows = PoseTrackWindows(per_video, tmp_path, window=5, target_frame='center', scale=4)
     assert len(windows) > 0 and windows[0]['lr_frames'].shape == (5, 3, 64, 48)
     assert evaluate_posetrack_ap(list(zip(per_video, merged, strict=True))).parts['Total'] == 100.0
 
