@@ -1,1 +1,1 @@
-"""StarPose ROS 2 package: the lifecycle node and its ROS-free core."""
+"""StarPose ROS 2 package: the lifecycle node, its ROS-free core (`core/`) and the offline bag tools (`bag_tools/`)."""
