@@ -63,8 +63,9 @@ class NodeSettings:
     """
 
     # model and backend
-    model_path: str = param('', 'model file: .onnx, .pt checkpoint or TensorRT .engine; empty = the bundled model; '
-                                 'configure fails with a readable error when missing or corrupt')
+    model_path: str = param('', 'model file: .onnx, .pt checkpoint or TensorRT .engine, or a bundled model\'s name '
+                                 '(starpose_small_real); empty = the bundled default; configure fails with a '
+                                 'readable error when missing or corrupt')
     backend: str = param('auto', 'inference backend; auto follows model_path (.onnx and .pt: onnxruntime, a .pt '
                                   'exported once to a cached ONNX; .engine: tensorrt)', choices=BACKEND_CHOICES)
     device: str = param('cpu', 'where the model runs (cuda needs a CUDA build of the backend)', choices=('cpu', 'cuda'))

@@ -41,7 +41,14 @@ from starpose_ros.bag_tools.replay_outputs import RecordingBackend
 from starpose_ros.bag_tools.video2bag import convert
 from starpose_ros.core.backends import create_backend
 from starpose_ros.core.backends.base import BackendError, InferenceBackend
-from starpose_ros.core.models import BACKEND_CHOICES, BUNDLED_MODEL, RuntimeOptions, backend_options, resolve_model
+from starpose_ros.core.models import (
+    BACKEND_CHOICES,
+    BUNDLED_MODEL,
+    RuntimeOptions,
+    backend_options,
+    model_file,
+    resolve_model,
+)
 from starpose_ros.core.person_filter import DEFAULT_PERSON_CLASSES, PersonFilter
 from starpose_ros.core.pipeline import PipelineConfig, PosePipeline
 
@@ -56,8 +63,8 @@ def open_backend(options: EvalOptions) -> InferenceBackend:
     """The model of `options` (bundled when None) on its backend; baselines (`method`) run on torch."""
     backend = options.backend
     if options.method != 'star_pose':
-        model = options.model or BUNDLED_MODEL
-        if Path(model).suffix != '.pt' or backend not in ('auto', 'torch'):
+        model = model_file(options.model)
+        if model.suffix != '.pt' or backend not in ('auto', 'torch'):
             raise BagEvalError(f'--method {options.method} swaps the SR network of a .pt checkpoint and runs on '
                                f'the torch backend; got model {model} with backend {backend}')
         backend = 'torch'
@@ -174,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                              'bundled model (CPU)')
     parser.add_argument('--synthetic', action='store_true', help='--demo: the synthetic clip instead')
     parser.add_argument('--model', type=Path, help='model: .onnx, .pt (exported to ONNX once and cached, or run by '
-                        '--backend torch), .engine (default: the bundled model)')
+                        '--backend torch), .engine, or a bundled model\'s name (default: the bundled '
+                        'starpose_small_real)')
     parser.add_argument('--backend', choices=BACKEND_CHOICES, default='auto',
                         help='auto: follow the model file (.onnx/.pt: onnxruntime, .engine: tensorrt)')
     parser.add_argument('--method', choices=METHODS, default='star_pose',

@@ -5,7 +5,8 @@ The node, the bag replay and the benchmarks resolve a user's `model_path` + `bac
 
 | model file | backend `auto` |
 | --- | --- |
-| empty | the bundled `assets/starpose_small_real.pt`, as below |
+| empty | the bundled default `starpose_small_real` (`assets/starpose_small_real.pt`), as below |
+| a bundled model's name | its file in `assets/` (`BUNDLED_MODELS`), as below |
 | `.onnx` | onnxruntime |
 | `.pt` (StarPose checkpoint) | onnxruntime on its ONNX export, made once and cached by file hash |
 | `.engine` / `.plan` | tensorrt |
@@ -24,7 +25,11 @@ from starpose_model.atomic import atomic_path
 from .backends.base import BackendError
 from .backends.tensorrt_engine import file_sha256
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / 'assets' / 'starpose_small_real.pt'
+# The models shipped in the package, by name (as timm's name -> checkpoint registry); a model_path
+# may give the name instead of a file.
+BUNDLED_MODELS = {'starpose_small_real': Path(__file__).resolve().parents[1] / 'assets' / 'starpose_small_real.pt'}
+DEFAULT_MODEL = 'starpose_small_real'
+BUNDLED_MODEL = BUNDLED_MODELS[DEFAULT_MODEL]
 BACKEND_CHOICES = ('auto', 'onnxruntime', 'torch', 'tensorrt')
 _BY_SUFFIX = {'.onnx': 'onnxruntime', '.pt': 'onnxruntime', '.engine': 'tensorrt', '.plan': 'tensorrt'}
 # what each kind of file is, and which backends read it (a .pt reaches ONNX Runtime and TensorRT as its export)
@@ -109,10 +114,17 @@ def exported_onnx(checkpoint: Path, folder: Path | None = None) -> Path:
     return target
 
 
+def model_file(model_path: str | os.PathLike | None) -> Path:
+    """The file a user's model path means: empty = the bundled default, a bundled model's name, else the path."""
+    if not model_path:
+        return BUNDLED_MODEL
+    return BUNDLED_MODELS.get(str(model_path), Path(model_path))
+
+
 def resolve_model(model_path: str | os.PathLike | None, backend: str = 'auto',
                   cache_dir: Path | None = None) -> tuple[Path, str]:
-    """(file to load, backend name) for a user's model path (empty = bundled) and backend (or auto)."""
-    path = Path(model_path) if model_path else BUNDLED_MODEL
+    """(file to load, backend name) for a user's model path (empty or a name = bundled) and backend (or auto)."""
+    path = model_file(model_path)
     name = backend_for(path, backend)
     if name in ('onnxruntime', 'tensorrt') and path.suffix.lower() == '.pt':
         path = exported_onnx(path, cache_dir)

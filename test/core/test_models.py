@@ -1,10 +1,20 @@
 """Model resolution: empty = the bundled model, `auto` follows the file, a .pt is exported once."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from starpose_ros.core.backends import BackendError
-from starpose_ros.core.models import BUNDLED_MODEL, backend_for, exported_onnx, resolve_model
+from starpose_ros.core.models import (
+    BUNDLED_MODEL,
+    BUNDLED_MODELS,
+    DEFAULT_MODEL,
+    backend_for,
+    exported_onnx,
+    model_file,
+    resolve_model,
+)
 
 
 def test_auto_follows_the_suffix(tmp_path):
@@ -31,6 +41,14 @@ def test_a_checkpoint_is_exported_once_and_reused(tiny_model_files, tmp_path):
 def test_empty_means_the_bundled_model(tmp_path):
     assert resolve_model('', 'torch') == (BUNDLED_MODEL, 'torch')
     assert resolve_model(None, 'torch') == (BUNDLED_MODEL, 'torch')
+
+
+def test_a_bundled_model_is_reached_by_its_name_and_any_other_name_is_a_path(tmp_path):
+    assert set(BUNDLED_MODELS) == {DEFAULT_MODEL} and BUNDLED_MODELS[DEFAULT_MODEL] == BUNDLED_MODEL
+    assert resolve_model('starpose_small_real', 'torch') == (BUNDLED_MODEL, 'torch')
+    assert model_file('starpose_small_real') == BUNDLED_MODEL.resolve() and BUNDLED_MODEL.is_file()
+    assert model_file(tmp_path / 'starpose_small_real') == tmp_path / 'starpose_small_real'
+    assert model_file('elsewhere/m.onnx') == Path('elsewhere/m.onnx')
 
 
 def test_a_missing_or_broken_checkpoint_is_one_error(tmp_path):
