@@ -86,6 +86,8 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict, metadata={'fields_of': StarPoseConfig})
 
     def __post_init__(self) -> None:
+        if 'name' in self.overrides:  # get_config would see two names and fail with a TypeError
+            raise ConfigError('training config: model.overrides.name is not an override; the preset is model.name')
         self.star_pose_config()  # an unknown preset or ablation, a bad value: refused while loading
 
     def star_pose_config(self) -> StarPoseConfig:

@@ -73,6 +73,8 @@ def test_bad_configs_name_the_problem(tmp_path):
         train_config.TrainConfig.from_dict({'model': {'name': 'tiny'}, 'schedule': {'epoch_count': 3}})
     with pytest.raises(ValueError, match='model.name is missing'):
         train_config.TrainConfig.from_dict({'model': {}})
+    with pytest.raises(train_config.ConfigError, match='the preset is model.name'):
+        train_config.TrainConfig.from_dict({'model': {'name': 'tiny', 'overrides': {'name': 'paper'}}})
 
 
 def test_atomic_save_replaces_without_leftovers(tmp_path):
