@@ -16,7 +16,6 @@ ONNX Runtime on the CPU is deterministic for that (repeated replays give equal f
 model even 1, 2 and runtime-chosen threads do): keypoints must be bit-identical, no tolerance.
 A face that maps keypoints or boxes differently (even by 0.5 px) fails here.
 """
-import contextlib
 import time
 from pathlib import Path
 
@@ -85,20 +84,9 @@ def _replay_poses(bag: Path, output: Path) -> list:
 
 
 def _transition(client: RosClient, node: NodeProcess, transition_id: int, goal: str) -> None:
-    """One lifecycle transition, robust to a lost service request or response on a loaded machine.
-
-    A call whose answer never comes (a discovery race between the fresh service client and the
-    node) is followed by asking the node's state; the transition is retried only if not reached.
-    """
-    for _attempt in range(3):
-        with contextlib.suppress(TimeoutError):
-            if client.change_state(node.fqn, transition_id, timeout=60):
-                return
-        with contextlib.suppress(TimeoutError):
-            if client.get_state(node.fqn, timeout=30) == goal:
-                return
-        assert node.alive(), node.log()
-    pytest.fail(f'{node.fqn} never reached {goal}\n{node.log()[-3000:]}')
+    """One lifecycle transition (the harness settles a lost answer by asking the node's state)."""
+    assert client.change_state(node.fqn, transition_id, timeout=120), node.log()[-3000:]
+    assert client.get_state(node.fqn) == goal, node.log()[-3000:]
 
 
 def _send_in_lockstep(client: RosClient, node: NodeProcess, frames: list, answers: list, diagnostics: list) -> None:

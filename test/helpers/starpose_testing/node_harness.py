@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import rclpy
+from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
@@ -113,6 +114,15 @@ class NodeProcess:
         return self.process.returncode
 
 
+class NoResponseError(TimeoutError):
+    """A service was found but never answered within the timeout."""
+
+
+# The state each lifecycle transition leads to when it succeeds.
+TRANSITION_GOALS = {Transition.TRANSITION_CONFIGURE: 'inactive', Transition.TRANSITION_ACTIVATE: 'active',
+                    Transition.TRANSITION_DEACTIVATE: 'inactive', Transition.TRANSITION_CLEANUP: 'unconfigured'}
+
+
 class RosClient:
     """A client node spinning in a background thread, with blocking helpers for services and topics."""
 
@@ -128,25 +138,43 @@ class RosClient:
         self._thread.join(timeout=5)
         self.node.destroy_node()
 
-    def call(self, srv_type, service: str, request, timeout: float = 60.0):
-        """Call a service and wait for the response (raises TimeoutError naming the service)."""
+    def call(self, srv_type, service: str, request, timeout: float = 60.0, resend_s: float | None = 5.0):
+        """Call a service and wait for the response (raises TimeoutError naming the service).
+
+        A fresh client's first response can be lost: the node answers before its response writer
+        has matched this client's reader (rmw_fastrtps waits 100 ms, then logs "failed to send
+        response (timeout)"), which a loaded machine makes likely. So an idempotent request is sent
+        again every `resend_s` until `timeout`; pass None for one that must not be repeated.
+        """
         client = self.node.create_client(srv_type, service)
         try:
             if not client.wait_for_service(timeout_sec=timeout):
                 raise TimeoutError(f'service {service} did not appear within {timeout} s')
-            done = threading.Event()
-            future = client.call_async(request)
-            future.add_done_callback(lambda _: done.set())
-            if not done.wait(timeout):
-                raise TimeoutError(f'no response from {service} within {timeout} s')
-            return future.result()
+            done, futures = threading.Event(), []
+            deadline = time.monotonic() + timeout
+            while not done.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NoResponseError(f'no response from {service} within {timeout} s')
+                futures.append(client.call_async(request))
+                futures[-1].add_done_callback(lambda _: done.set())
+                done.wait(left if resend_s is None else min(resend_s, left))
+            return next(f for f in futures if f.done()).result()
         finally:
             self.node.destroy_client(client)
 
     def change_state(self, node_fqn: str, transition_id: int, timeout: float = 60.0) -> bool:
+        """Trigger a lifecycle transition; a lost response is settled by asking the state, then trying once more."""
         request = ChangeState.Request()
         request.transition.id = transition_id
-        return self.call(ChangeState, f'{node_fqn}/change_state', request, timeout).success
+        service = f'{node_fqn}/change_state'
+        try:
+            return self.call(ChangeState, service, request, timeout, resend_s=None).success
+        except NoResponseError:
+            goal = TRANSITION_GOALS.get(transition_id)
+            if goal is not None and self.get_state(node_fqn, timeout) == goal:
+                return True  # it happened; only the answer was lost
+            return self.call(ChangeState, service, request, timeout, resend_s=None).success
 
     def get_state(self, node_fqn: str, timeout: float = 60.0) -> str:
         return self.call(GetState, f'{node_fqn}/get_state', GetState.Request(), timeout).current_state.label
