@@ -48,9 +48,21 @@ def crop_affine(center, size, output_hw: tuple[int, int], rotation_deg: float = 
     return np.hstack([linear, offset[:, None]])
 
 
+def invert_affines(affines) -> np.ndarray:
+    """Inverses of 2x3 affines, one or a stack (..., 2, 3).
+
+    One formula for every caller: the core maps keypoints to the image with it and publishes the
+    same matrices, so what is published agrees with the keypoints to the bit.
+    """
+    affines = np.asarray(affines, dtype=np.float64)
+    linear_inverse = np.linalg.inv(affines[..., :2])
+    offset = -linear_inverse @ affines[..., 2:]
+    return np.concatenate([linear_inverse, offset], axis=-1)
+
+
 def invert_affine(affine: np.ndarray) -> np.ndarray:
-    """Inverse of a 2x3 affine matrix."""
-    return cv2.invertAffineTransform(np.asarray(affine, dtype=np.float64))
+    """Inverse of one 2x3 affine matrix."""
+    return invert_affines(affine)
 
 
 def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from starpose_model.crops import invert_affines
 from starpose_model.keypoints import NUM_KEYPOINTS, POSETRACK_UNANNOTATED
 
 from . import drawing
 from .backends.base import SR_HEIGHT, SR_WIDTH, InferenceBackend
 from .detector import HogPersonDetector
 from .tracker import MAX_TRACKS, TRACK_IOU_THRESHOLD, TRACK_MAX_AGE_S, IoUTracker
-from .types import Detection, FrameInput, FrameResult, PersonResult, invert_affines
+from .types import Detection, FrameInput, FrameResult, PersonResult
 from .windows import StoredFrame, TrackWindows
 
 DETECTORS = ('none', 'hog')

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from starpose_model.crops import invert_affines
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -33,18 +35,6 @@ class FrameInput:
     frame_id: str
     image_rgb: np.ndarray
     detections: list[Detection] | None = None
-
-
-def invert_affines(affines) -> np.ndarray:
-    """Inverses of 2x3 affines (..., 2, 3).
-
-    The pipeline maps keypoints to the image with it and `PersonResult.crop_to_image` derives the
-    same matrix with it, so what is published agrees with the keypoints to the bit.
-    """
-    affines = np.asarray(affines, dtype=np.float64)
-    linear_inverse = np.linalg.inv(affines[..., :2])
-    offset = -linear_inverse @ affines[..., 2:]
-    return np.concatenate([linear_inverse, offset], axis=-1)
 
 
 @dataclass
